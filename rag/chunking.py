@@ -1,0 +1,80 @@
+"""Stage 2: cut a document into overlapping, sentence-aligned passages within a token budget.
+
+A chunk is a run of whole sentences whose text is exactly ``document.text[start:end]``; chunks never
+cross page furniture (see :func:`rag.documents.content_runs`), so a passage never quotes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ChunkSettings
+from .documents import content_runs
+from .nlp import Sentence, analyze, count_tokens
+from .types import Document
+
+
+@dataclass(frozen=True)
+class Chunk:
+    doc_id: str
+    title: str
+    date: str | None
+    start: int
+    end: int
+    text: str
+    sentences: tuple[Sentence, ...]
+
+    @property
+    def embedding_text(self) -> str:
+        """What gets embedded and keyword-indexed: the passage under its document's title, because
+        a passage deep in an article often names its subject only in the headline."""
+        if self.text.startswith(self.title):
+            return self.text
+        return f"{self.title}\n{self.text}"
+
+
+def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    runs = content_runs(doc.text)
+    sentences = analyze(doc.text, runs)
+    chunks: list[Chunk] = []
+    for run_start, run_end in runs:
+        if doc.text[run_start:run_end].strip() == doc.title:
+            continue  # a title on its own: every chunk carries the title already (see embedding_text)
+        in_run = [s for s in sentences if run_start <= s.start and s.end <= run_end]
+        for group in _pack(doc.text, in_run, settings):
+            start, end = group[0].start, group[-1].end
+            chunks.append(
+                Chunk(doc.id, doc.title, doc.date, start, end, doc.text[start:end], tuple(group))
+            )
+    return chunks
+
+
+def _pack(text: str, sentences: list[Sentence], settings: ChunkSettings) -> list[list[Sentence]]:
+    """Greedy packing: add sentences while the span fits the budget; start the next chunk with the
+    previous chunk's last sentences, up to ``overlap_tokens``, so a fact cut at a boundary is whole in one.
+    """
+    groups: list[list[Sentence]] = []
+    current: list[Sentence] = []
+    carried = 0  # how many sentences at the head of ``current`` came from the previous chunk
+    for sent in sentences:
+        if current and count_tokens(text[current[0].start : sent.end]) > settings.max_tokens:
+            if len(current) > carried:
+                groups.append(current)
+            current = _overlap(text, current, settings.overlap_tokens)
+            # the carried sentences plus this one may not fit: drop carry-over rather than the budget
+            while current and count_tokens(text[current[0].start : sent.end]) > settings.max_tokens:
+                current = current[1:]
+            carried = len(current)
+        current.append(sent)
+    if len(current) > carried:
+        groups.append(current)
+    return groups
+
+
+def _overlap(text: str, group: list[Sentence], budget: int) -> list[Sentence]:
+    tail: list[Sentence] = []
+    for sent in reversed(group[1:]):  # never carry the whole chunk over
+        if count_tokens(text[sent.start : (tail[-1] if tail else sent).end]) > budget:
+            break
+        tail.append(sent)
+    return tail[::-1]

@@ -1,0 +1,21 @@
+"""The library's named errors. Each message says what to do about it."""
+
+
+class RagError(Exception):
+    """Base class for every error this library raises on purpose."""
+
+
+class InvalidQuestion(RagError, ValueError):
+    """The question is empty, blank or too long."""
+
+
+class SourceNotFound(RagError):
+    """The folder of documents does not exist or holds no readable document."""
+
+
+class IndexNotFound(RagError):
+    """No usable index at the given place."""
+
+
+class IndexMismatch(RagError):
+    """The index on disk was built with another model, format or chunker settings."""
