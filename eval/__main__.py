@@ -75,10 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         type=Path,
+        metavar="PATH",
         default=DEFAULT_DATA,
         help="eval/qa.jsonl-style JSON Lines or SQuAD v1.1 JSON (default: the project's eval/qa.jsonl)",
     )
-    parser.add_argument("--limit", type=_positive_int, help="evaluate N questions sampled reproducibly")
+    parser.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="evaluate N questions sampled reproducibly"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed for --limit (default: 0)")
     parser.add_argument(
         "--k", type=_positive_int, default=5, help="passages retrieved per question (default: 5)"

@@ -78,7 +78,7 @@ def load_dataset(path: Path) -> Dataset:
     if isinstance(whole, dict) and "data" in whole:
         items, passages = _parse_squad(whole, path)
         return Dataset(path=path, format="squad", items=items, passages=passages, sha256=digest)
-    if whole is not None and not (isinstance(whole, dict) and "question" in whole):
+    if not _looks_like_jsonl(whole, text, path):
         raise EvalError(
             f"unknown format in {path}: expected SQuAD JSON (a top-level 'data' key) "
             "or JSON Lines with one question object per line"
@@ -97,6 +97,18 @@ def sample_items(items: list[EvalItem], limit: int | None, *, seed: int = 0) -> 
     # in the order of the file, which makes two runs easy to compare.
     chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
     return [items[i] for i in chosen]
+
+
+def _looks_like_jsonl(whole: Any, text: str, path: Path) -> bool:
+    if whole is not None:  # one JSON value: JSON Lines only if it is a single question
+        return isinstance(whole, dict) and "question" in whole
+    if path.suffix == ".jsonl":
+        return True  # so a broken line is reported by number, not as an unknown format
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _parse_jsonl(text: str, path: Path) -> list[EvalItem]:

@@ -79,10 +79,10 @@ _ACRONYM = re.compile(r"^[A-Z0-9&]{2,6}s?$")
 
 # Scoring weights, set on a SQuAD dev sample (see README, "How it works").
 W_SENT_DENSE, W_SENT_LEX, W_CHUNK = 1.0, 0.6, 0.3
-W_LABEL, W_NEAR = 0.5, 0.4
+W_LABEL, W_NEAR = 0.5, 0.6
 NEAR_WORDS = 8.0  # distance, in words, at which a question word near a candidate counts half
 BEFORE = 0.6  # question words before a candidate count less than after ("Name, title of body, ...")
-CONTEXT_CREDIT = 0.5  # share of a question word's weight earned when only the sentence's passage has it
+CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
 HISTORY_WEIGHT = 0.3  # words of the previous question, for follow-ups
 MAX_SUPPORT_WORDS = 36  # a supporting quote longer than this is trimmed to its best clauses
 ABSTAIN_BELOW = 0.55  # best sentence score under which the evidence is too weak to answer
@@ -231,15 +231,17 @@ def _score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Inde
         return []
     dense = np.asarray(index.stored.sentence_vectors[rows]) @ qvec
     total = sum(q.weights.values()) or 1.0
-    context = {hit.chunk: set(terms(index.chunks[hit.chunk].embedding_text)) for hit in hits}
+    titles = {hit.chunk: set(terms(index.chunks[hit.chunk].title)) for hit in hits}
+    context = {hit.chunk: set(terms(index.chunks[hit.chunk].text)) for hit in hits}
     out = []
     for (hit, chunk, sent), d in zip(owners, dense.tolist(), strict=True):
         local = chunk.text[sent.start - chunk.start : sent.end - chunk.start]
         positions = [(sent.start + s, sent.start + e, t) for s, e, t in term_spans(local)]
         present = {t for _, _, t in positions}
-        # words the passage or its title supplies count partly: a sentence need not repeat its topic
+        # a sentence need not repeat its topic: words of the document's title count in full for each
+        # of its sentences, words found elsewhere in the passage count in part
         lex = sum(
-            w if t in present else CONTEXT_CREDIT * w if t in context[hit.chunk] else 0.0
+            w if t in present or t in titles[hit.chunk] else CONTEXT_CREDIT * w if t in context[hit.chunk] else 0.0
             for t, w in q.weights.items()
         ) / total
         score = W_SENT_DENSE * d + W_SENT_LEX * lex + W_CHUNK * hit.dense
@@ -260,10 +262,12 @@ def _candidates(sent, local: str) -> tuple[tuple[int, int, str], ...]:
 
 def _pick_entity(q: Question, sentences: list[_Scored], index: Index):
     labels = LABELS[q.kind]
-    total = sum(q.weights.values()) or 1.0
     best, best_score = None, -math.inf
     for sent in sentences:
         chunk = index.chunks[sent.hit.chunk]
+        # the question's words beyond its document's title say what is asked about the topic
+        title = set(terms(chunk.title))
+        focus = sum(w for t, w in q.weights.items() if t not in title) or 1.0
         typed = sorted((s, e, label) for s, e, label in sent.entities if labels.get(label))
         for n, (s, e, label) in enumerate(typed):
             words = terms(chunk.text[s - chunk.start : e - chunk.start])
@@ -284,7 +288,7 @@ def _pick_entity(q: Question, sentences: list[_Scored], index: Index):
                     near += w / (1.0 + _gap(s, e, a, b, chunk.text, chunk.start) / NEAR_WORDS)
                 elif lo <= a and b <= s:
                     near += BEFORE * w / (1.0 + _gap(s, e, a, b, chunk.text, chunk.start) / NEAR_WORDS)
-            score = sent.score + W_LABEL * weight + W_NEAR * near / total
+            score = sent.score + W_LABEL * weight + W_NEAR * min(near / focus, 1.0)
             if score > best_score:
                 best, best_score = (sent, (s, e)), score
     if best is None or best[0].score < ABSTAIN_BELOW:

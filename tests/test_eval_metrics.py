@@ -315,10 +315,10 @@ def test_load_jsonl_names_the_bad_line(tmp_path, bad_line, message):
 def test_load_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(EvalError, match="no data file at"):
         load_dataset(tmp_path / "nope.jsonl")
-    path = tmp_path / "list.json"
-    path.write_text("[1, 2, 3]")
-    with pytest.raises(EvalError, match="unknown format"):
-        load_dataset(path)
+    for name, text in [("list.json", "[1, 2, 3]"), ("notes.txt", "plain text\n{}\n")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(EvalError, match="unknown format"):
+            load_dataset(tmp_path / name)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     with pytest.raises(EvalError, match="no questions"):
