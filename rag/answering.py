@@ -74,7 +74,9 @@ _FOLLOW_UP = re.compile(r"\b(?:it|its|they|them|their|theirs|he|him|his|she|her|
                         r"there|the\s+same)\b|^\s*(?:and|also|what\s+about|how\s+about)\b", re.I)
 
 # A date with a number or a month name ("March 31, 2021") answers "when" better than "this year".
-_CONCRETE_DATE = re.compile(r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)
+_CONCRETE_DATE = re.compile(
+    r"\b(?:1[5-9]|20)\d{2}s?\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b", re.I
+)
 _ACRONYM = re.compile(r"^[A-Z0-9&]{2,6}s?$")
 
 # Scoring weights, set on a SQuAD dev sample (see README, "How it works").
@@ -88,6 +90,7 @@ MAX_SUPPORT_WORDS = 36  # a supporting quote longer than this is trimmed to its 
 ABSTAIN_BELOW = 0.55  # best sentence score under which the evidence is too weak to answer
 
 ABSTAIN_TEXT = "The documents don't say."
+_QUOTES = "\"'“”‘’«» "
 
 
 @dataclass(frozen=True)
@@ -184,12 +187,12 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
     if support_end < chosen.end:
         doc_text_support = doc_text_support.rstrip(",;: ") + "…"
     if span:
-        short = chunk.text[span[0] - chunk.start : span[1] - chunk.start]
+        short = re.sub(r"['’]s$", "", chunk.text[span[0] - chunk.start : span[1] - chunk.start].strip(_QUOTES))
         text = f"{short}.\n\n{doc_text_support} [1]" if not short.endswith(".") else \
             f"{short}\n\n{doc_text_support} [1]"
         rel = (span[0] - chunk.start, span[1] - chunk.start)
     else:
-        short = doc_text_support
+        short = doc_text_support.strip("…").strip()
         text = f"{doc_text_support} [1]"
         rel = (support_start - chunk.start, support_end - chunk.start)
     first = index.citation(chosen.hit, answer=rel)

@@ -1,0 +1,113 @@
+"""Shared fixtures.
+
+Every test runs with the index and source folders pointed at its own ``tmp_path``, so nothing is written
+into the checkout and no test sees another's index. The real packaged models are used (they load in
+seconds); the index of ``seeds/`` is built once per session for the tests that only read it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import rag
+from rag.config import PROJECT_ROOT
+from rag.documents import make_document
+from rag.types import Document
+
+SEEDS = PROJECT_ROOT / "seeds"
+
+# A corpus small enough to reason about by hand: one topic per document, no shared rare words.
+TINY_CORPUS = {
+    "bakery.txt": (
+        "Rosie's Bakery\n\n"
+        "Rosie's Bakery on Mill Lane bakes sourdough loaves and cinnamon buns in a wood-fired oven every "
+        "morning. The bakery opens at six and sells out of croissants by noon.\n"
+    ),
+    "library.txt": (
+        "The Old Town Library\n\n"
+        "The Old Town Library lends books, maps and newspapers to anyone with a reader's card. Its quiet "
+        "reading room stays open until nine in the evening.\n"
+    ),
+    "railway.txt": (
+        "The Glen Valley Railway\n\n"
+        "The Glen Valley Railway runs steam trains over a stone viaduct between Ashford and Kelby. "
+        "Passengers buy tickets at the station booking office before the locomotive departs.\n"
+    ),
+    "volcano.txt": (
+        "Mount Arvel\n\n"
+        "Mount Arvel is a volcano whose last eruption sent lava flows down its northern slope. Geologists "
+        "monitor the crater for ash and sulphur gas.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline():
+    """The models ship inside packages: any attempt to reach a model hub is a bug, so forbid it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(tmp_path, monkeypatch):
+    """Point the configured folders at this test's tmp_path. The source folder does not exist, so a
+    test that reaches the default index without setting it up fails loudly instead of indexing seeds/."""
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_SOURCE_DIR", str(tmp_path / "docs"))
+    rag.reset_default_index()
+    yield
+    rag.reset_default_index()
+
+
+@pytest.fixture(scope="session")
+def seeds_index_dir(tmp_path_factory) -> Path:
+    """An index of seeds/, built once per session. Read it only: copy it (``seeds_env``) to change it."""
+    out = tmp_path_factory.mktemp("seeds-index")
+    rag.open_index(source=SEEDS, index_dir=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def seeds_index(seeds_index_dir) -> rag.Index:
+    # the index is already up to date, so this only loads it
+    return rag.open_index(source=SEEDS, index_dir=seeds_index_dir, progress=False)
+
+
+@pytest.fixture
+def seeds_env(tmp_path, monkeypatch, seeds_index_dir) -> Path:
+    """The configured folders as a user would have them: seeds/ and a (private copy of its) index."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(seeds_index_dir, index_dir)
+    monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
+    monkeypatch.setenv("RAG_SOURCE_DIR", str(SEEDS))
+    return index_dir
+
+
+@pytest.fixture
+def tiny_docs() -> list[Document]:
+    return [make_document(name, text) for name, text in TINY_CORPUS.items()]
+
+
+def write_corpus(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))  # bytes: no newline translation, offsets stay exact
+    return folder
+
+
+@pytest.fixture
+def tiny_source(tmp_path) -> Path:
+    """TINY_CORPUS written to files, in the configured source folder."""
+    return write_corpus(tmp_path / "docs", TINY_CORPUS)
+
+
+def source_text(folder: Path, doc_id: str) -> str:
+    """A document exactly as stored on disk (no newline translation), to check citation offsets."""
+    return (folder / doc_id).read_bytes().decode("utf-8")
