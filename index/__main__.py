@@ -19,10 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m index", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the index, or update it for added, changed or removed files")
-    build.add_argument("--source", type=Path, default=settings.source_dir,
-                       help=f"folder of .txt/.md documents (default: {settings.source_dir})")
-    build.add_argument("--out", type=Path, default=settings.index_dir,
-                       help=f"index directory (default: {settings.index_dir})")
+    build.add_argument(
+        "--source",
+        type=Path,
+        default=settings.source_dir,
+        help=f"folder of .txt/.md documents (default: {settings.source_dir})",
+    )
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=settings.index_dir,
+        help=f"index directory (default: {settings.index_dir})",
+    )
     info = sub.add_parser("info", help="print the manifest of the index")
     info.add_argument("--out", type=Path, default=settings.index_dir, help="index directory")
     args = parser.parse_args(argv)
@@ -32,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             started = time.perf_counter()
             index = open_index(source=args.source, index_dir=args.out)
-            print(f"index at {args.out}: {index.num_documents} documents, {index.num_chunks} passages "
-                  f"({time.perf_counter() - started:.1f} s)")
+            print(
+                f"index at {args.out}: {index.num_documents} documents, {index.num_chunks} passages "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
         else:
             _, manifest = read_manifest(args.out)
             manifest = {**manifest, "documents": f"{len(manifest['documents'])} documents"}

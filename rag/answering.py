@@ -22,27 +22,50 @@ import numpy as np
 from .embedding import embed
 from .nlp import term_spans, terms
 from .retrieval import Hit, Index
-from .types import Answer, Citation
+from .types import Answer
 
 # --- what kind of answer a question wants -------------------------------------------------------
 # (pattern, kind); the earliest match in the question wins, so "In which city ... when" is a place.
 _KINDS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"\bhow\s+(?:many|much)\b|\bhow\s+large\b|\b(?:what|which)\s+(?:is\s+the\s+|was\s+the\s+)?"
-                r"(?:number|amount|total|sum|value|percentage|share|proportion|figure|size|count)\b"), "number"),
+    (
+        re.compile(
+            r"\bhow\s+(?:many|much)\b|\bhow\s+large\b|\b(?:what|which)\s+(?:is\s+the\s+|was\s+the\s+)?"
+            r"(?:number|amount|total|sum|value|percentage|share|proportion|figure|size|count)\b"
+        ),
+        "number",
+    ),
     (re.compile(r"\b(?:what|which)\s+(?:\w+\s+)?(?:anniversary|rank|edition|session)\b"), "ordinal"),
-    (re.compile(r"\bwhen\b|\b(?:what|which)\s+(?:year|date|day|month|time|decade|century|period)\b"
-                r"|\bhow\s+long\b|\bhow\s+old\b"), "date"),
-    (re.compile(r"\bwho(?:m|se)?\b|\b(?:what|which)\s+(?:\w+\s+)?(?:person|official|leader|man|woman|people|"
-                r"secretary|governor|mayor|director|chairman|chairwoman|president|manager|minister|deputy|"
-                r"head|chief|member|representative|executive|founder|editor|author|scientist|player|coach)\b"),
-     "person"),
-    (re.compile(r"\bwhere\b|\b(?:what|which)\s+(?:\w+\s+)?(?:city|cities|province|country|countries|place|"
-                r"region|town|district|location|county|prefecture|state|continent|area|village|capital)\b"),
-     "place"),
-    (re.compile(r"\b(?:what|which)\s+(?:\w+\s+)?(?:company|companies|organi[sz]ations?|institutes?|"
-                r"institutions?|group|firm|agency|body|university|enterprise|brand|department|ministry|"
-                r"cent(?:er|re)|committee|automaker|manufacturer|carmaker|team|party|government|bank|school|"
-                r"association|council|club|newspaper|network)\b"), "organisation"),
+    (
+        re.compile(
+            r"\bwhen\b|\b(?:what|which)\s+(?:year|date|day|month|time|decade|century|period)\b"
+            r"|\bhow\s+long\b|\bhow\s+old\b"
+        ),
+        "date",
+    ),
+    (
+        re.compile(
+            r"\bwho(?:m|se)?\b|\b(?:what|which)\s+(?:\w+\s+)?(?:person|official|leader|man|woman|people|"
+            r"secretary|governor|mayor|director|chairman|chairwoman|president|manager|minister|deputy|"
+            r"head|chief|member|representative|executive|founder|editor|author|scientist|player|coach)\b"
+        ),
+        "person",
+    ),
+    (
+        re.compile(
+            r"\bwhere\b|\b(?:what|which)\s+(?:\w+\s+)?(?:city|cities|province|country|countries|place|"
+            r"region|town|district|location|county|prefecture|state|continent|area|village|capital)\b"
+        ),
+        "place",
+    ),
+    (
+        re.compile(
+            r"\b(?:what|which)\s+(?:\w+\s+)?(?:company|companies|organi[sz]ations?|institutes?|"
+            r"institutions?|group|firm|agency|body|university|enterprise|brand|department|ministry|"
+            r"cent(?:er|re)|committee|automaker|manufacturer|carmaker|team|party|government|bank|school|"
+            r"association|council|club|newspaper|network)\b"
+        ),
+        "organisation",
+    ),
 ]
 
 # entity labels each kind accepts, with how much each counts
@@ -50,8 +73,15 @@ LABELS: dict[str, dict[str, float]] = {
     "date": {"DATE": 1.0, "TIME": 0.6},
     "person": {"PERSON": 1.0, "ORG": 0.2, "NORP": 0.1},
     "place": {"GPE": 1.0, "LOC": 1.0, "FAC": 0.8, "ORG": 0.3},
-    "organisation": {"ORG": 1.0, "PRODUCT": 0.6, "QUOTED": 0.5, "WORK_OF_ART": 0.4, "FAC": 0.4, "NORP": 0.3,
-                     "GPE": 0.3},
+    "organisation": {
+        "ORG": 1.0,
+        "PRODUCT": 0.6,
+        "QUOTED": 0.5,
+        "WORK_OF_ART": 0.4,
+        "FAC": 0.4,
+        "NORP": 0.3,
+        "GPE": 0.3,
+    },
     "number": {"CARDINAL": 1.0, "MONEY": 1.0, "QUANTITY": 1.0, "PERCENT": 1.0, "ORDINAL": 0.5, "DATE": 0.3},
     "ordinal": {"ORDINAL": 1.0, "CARDINAL": 0.3},
     "phrase": {},
@@ -59,19 +89,32 @@ LABELS: dict[str, dict[str, float]] = {
 
 # Patterns for answers NER misses or splits ("RMB21 billion", "2021-04-06", "30%").
 _PATTERNS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"(?:RMB|USD|US\$|HK\$|\$|€|£|¥|yuan\s)\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:billion|million|thousand|"
-                r"trillion|bn|m))?(?:\s(?:yuan|dollars|euros))?", re.I), "MONEY"),
+    (
+        re.compile(
+            r"(?:RMB|USD|US\$|HK\$|\$|€|£|¥|yuan\s)\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:billion|million|thousand|"
+            r"trillion|bn|m))?(?:\s(?:yuan|dollars|euros))?",
+            re.I,
+        ),
+        "MONEY",
+    ),
     (re.compile(r"\d[\d,]*(?:\.\d+)?\s?(?:%|per\s?cent)", re.I), "PERCENT"),
     (re.compile(r"(?<![\w-])(?:19|20)\d{2}-\d{1,2}-\d{1,2}(?![\w-])"), "DATE"),
     # a name in quotes ("the “Bestune” brand") is often one NER does not know
     (re.compile(r"(?<=[“\"])[^”\"\n]{2,40}(?=[”\"])"), "QUOTED"),
-    (re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?:\s(?:billion|million|thousand|hundred|trillion))?(?![\w%])"),
-     "CARDINAL"),
+    (
+        re.compile(
+            r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?:\s(?:billion|million|thousand|hundred|trillion))?(?![\w%])"
+        ),
+        "CARDINAL",
+    ),
 ]
 
 # Follow-ups lean on the previous question: pronouns, "and ...?", "what about ...?"
-_FOLLOW_UP = re.compile(r"\b(?:it|its|they|them|their|theirs|he|him|his|she|her|hers|this|that|these|those|"
-                        r"there|the\s+same)\b|^\s*(?:and|also|what\s+about|how\s+about)\b", re.I)
+_FOLLOW_UP = re.compile(
+    r"\b(?:it|its|they|them|their|theirs|he|him|his|she|her|hers|this|that|these|those|"
+    r"there|the\s+same)\b|^\s*(?:and|also|what\s+about|how\s+about)\b",
+    re.I,
+)
 
 # A date with a number or a month name ("March 31, 2021") answers "when" better than "this year".
 _CONCRETE_DATE = re.compile(
@@ -187,9 +230,14 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
     if support_end < chosen.end:
         doc_text_support = doc_text_support.rstrip(",;: ") + "…"
     if span:
-        short = re.sub(r"['’]s$", "", chunk.text[span[0] - chunk.start : span[1] - chunk.start].strip(_QUOTES))
-        text = f"{short}.\n\n{doc_text_support} [1]" if not short.endswith(".") else \
-            f"{short}\n\n{doc_text_support} [1]"
+        short = re.sub(
+            r"['’]s$", "", chunk.text[span[0] - chunk.start : span[1] - chunk.start].strip(_QUOTES)
+        )
+        text = (
+            f"{short}.\n\n{doc_text_support} [1]"
+            if not short.endswith(".")
+            else f"{short}\n\n{doc_text_support} [1]"
+        )
         rel = (span[0] - chunk.start, span[1] - chunk.start)
     else:
         short = doc_text_support.strip("…").strip()
@@ -243,10 +291,17 @@ def _score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Inde
         present = {t for _, _, t in positions}
         # a sentence need not repeat its topic: words of the document's title count in full for each
         # of its sentences, words found elsewhere in the passage count in part
-        lex = sum(
-            w if t in present or t in titles[hit.chunk] else CONTEXT_CREDIT * w if t in context[hit.chunk] else 0.0
-            for t, w in q.weights.items()
-        ) / total
+        lex = (
+            sum(
+                w
+                if t in present or t in titles[hit.chunk]
+                else CONTEXT_CREDIT * w
+                if t in context[hit.chunk]
+                else 0.0
+                for t, w in q.weights.items()
+            )
+            / total
+        )
         score = W_SENT_DENSE * d + W_SENT_LEX * lex + W_CHUNK * hit.dense
         out.append(_Scored(hit, sent.start, sent.end, score, _candidates(sent, local), positions))
     return out

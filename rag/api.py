@@ -17,9 +17,15 @@ _default: Index | None = None
 _default_lock = threading.Lock()
 
 
-def open_index(*, source: Path | None = None, documents: list[Document] | None = None,
-               index_dir: Path | None = None, progress: bool = True,
-               chunking: ChunkSettings | None = None, fusion: str = "convex") -> Index:
+def open_index(
+    *,
+    source: Path | None = None,
+    documents: list[Document] | None = None,
+    index_dir: Path | None = None,
+    progress: bool = True,
+    chunking: ChunkSettings | None = None,
+    fusion: str = "convex",
+) -> Index:
     """Load the index, building it when missing and updating it when documents changed.
 
     ``documents`` indexes those instead of a folder; with neither, the configured source folder
@@ -31,8 +37,12 @@ def open_index(*, source: Path | None = None, documents: list[Document] | None =
         documents = load_documents(folder)
         if not documents:
             raise SourceNotFound(f"no readable .txt or .md documents in {folder}")
-    stored = sync(documents, Path(index_dir) if index_dir else settings.index_dir,
-                  chunking or settings.chunk, progress=progress)
+    stored = sync(
+        documents,
+        Path(index_dir) if index_dir else settings.index_dir,
+        chunking or settings.chunk,
+        progress=progress,
+    )
     return Index(stored, fusion=fusion)
 
 
@@ -64,8 +74,9 @@ def _check(question: str) -> str:
     return question.strip()
 
 
-def ask(question: str, *, history: list[dict] | None = None, k: int = 5, index: Index | None = None
-        ) -> Answer:
+def ask(
+    question: str, *, history: list[dict] | None = None, k: int = 5, index: Index | None = None
+) -> Answer:
     """Answer ``question`` from the documents, with citations (best first).
 
     ``history`` holds earlier turns as ``{"role", "content"}`` messages, used to resolve follow-ups.

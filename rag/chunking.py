@@ -33,7 +33,10 @@ class Chunk:
         return f"{self.title}\n{self.text}"
 
 
-def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+DEFAULT_SETTINGS = ChunkSettings()
+
+
+def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) -> list[Chunk]:
     runs = content_runs(doc.text)
     sentences = analyze(doc.text, runs)
     chunks: list[Chunk] = []
@@ -43,9 +46,7 @@ def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> 
         in_run = [s for s in sentences if run_start <= s.start and s.end <= run_end]
         for group in _pack(doc.text, in_run, settings):
             start, end = group[0].start, group[-1].end
-            chunks.append(
-                Chunk(doc.id, doc.title, doc.date, start, end, doc.text[start:end], tuple(group))
-            )
+            chunks.append(Chunk(doc.id, doc.title, doc.date, start, end, doc.text[start:end], tuple(group)))
     return chunks
 
 

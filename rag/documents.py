@@ -32,7 +32,8 @@ _FURNITURE = re.compile(
       | (?:recommended|related|further|more)\s+(?:reading|articles?|stories|news|links?)\s*[:：]?
       | read\s+(?:the\s+)?(?:original|full|more)(?:\s+(?:text|article|story))?
       | (?:people|readers|users)\s+who\s+(?:liked|read|viewed)\b.*
-      | (?:editors?|producer|reporter|writer|author|translator|proofreader|photographer|source|original\s+title)
+      | (?:editors?|producer|reporter|writer|author|translator|proofreader|photographer|source
+         |original\s+title)
         (?:\s+in\s+charge)?\s*[:：].*
       | (?:updated|published|posted)\s*[:：].*
       | date\s+\d{4}-\d{1,2}-\d{1,2}\s*

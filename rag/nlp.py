@@ -58,7 +58,9 @@ def analyze(text: str, spans: Iterable[tuple[int, int]], *, batch_size: int = 64
     spans = list(spans)
     out: list[Sentence] = []
     nlp = _spacy()
-    for (s0, _), doc in zip(spans, nlp.pipe((text[s:e] for s, e in spans), batch_size=batch_size), strict=True):
+    for (s0, _), doc in zip(
+        spans, nlp.pipe((text[s:e] for s, e in spans), batch_size=batch_size), strict=True
+    ):
         for sent in doc.sents:
             # spaCy may split on the line breaks inside a span: keep its sentences but trim blanks
             raw = sent.text
@@ -68,9 +70,7 @@ def analyze(text: str, spans: Iterable[tuple[int, int]], *, batch_size: int = 64
             start = s0 + sent.start_char + lead
             end = s0 + sent.start_char + len(raw.rstrip())
             ents = tuple(
-                (s0 + e.start_char, s0 + e.end_char, e.label_)
-                for e in sent.ents
-                if e.label_ in ANSWER_LABELS
+                (s0 + e.start_char, s0 + e.end_char, e.label_) for e in sent.ents if e.label_ in ANSWER_LABELS
             )
             phrases = tuple((s0 + nc.start_char, s0 + nc.end_char) for nc in _noun_chunks(sent))
             for line_start, line_end in _lines(text, start, end):

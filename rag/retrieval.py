@@ -94,9 +94,7 @@ class Index:
         best = sorted(fused, key=lambda i: -fused[i])[:k]
         # a lexical-only hit is scored densely too, so every hit carries both signals
         self._fill_dense(dense, [i for i in best if i not in dense], query_vector)
-        return [
-            Hit(i, fused[i], dense[i], float(lexical[i]) if lexical is not None else 0.0) for i in best
-        ]
+        return [Hit(i, fused[i], dense[i], float(lexical[i]) if lexical is not None else 0.0) for i in best]
 
     def _fill_dense(self, dense: dict[int, float], ids: list[int], query_vector: np.ndarray) -> None:
         if ids:
@@ -110,11 +108,18 @@ class Index:
             return None
         return self._bm25.get_scores(toks)
 
-    def citation(self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
-                 ) -> Citation:
+    def citation(
+        self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
+    ) -> Citation:
         c = self.chunks[hit.chunk]
         return Citation(
-            source=c.doc_id, title=c.title, date=c.date, text=c.text, start=c.start, end=c.end,
+            source=c.doc_id,
+            title=c.title,
+            date=c.date,
+            text=c.text,
+            start=c.start,
+            end=c.end,
             score=round(hit.score if score is None else score, 4),
-            answer_start=answer[0] if answer else None, answer_end=answer[1] if answer else None,
+            answer_start=answer[0] if answer else None,
+            answer_end=answer[1] if answer else None,
         )

@@ -56,8 +56,12 @@ def sha256(text: str) -> str:
 
 
 def expected_settings(chunk: ChunkSettings) -> dict:
-    return {"format_version": FORMAT_VERSION, "model": MODEL_NAME, "dimension": DIMENSION,
-            "chunker": asdict(chunk)}
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": MODEL_NAME,
+        "dimension": DIMENSION,
+        "chunker": asdict(chunk),
+    }
 
 
 def read_manifest(index_dir: Path) -> tuple[Path, dict]:
@@ -74,7 +78,9 @@ def check_compatible(manifest: dict, chunk: ChunkSettings, index_dir: Path) -> N
     want = expected_settings(chunk)
     got = {key: manifest.get(key) for key in want}
     if got != want:
-        diff = ", ".join(f"{k}: index has {got[k]!r}, expected {want[k]!r}" for k in want if got[k] != want[k])
+        diff = ", ".join(
+            f"{k}: index has {got[k]!r}, expected {want[k]!r}" for k in want if got[k] != want[k]
+        )
         raise IndexMismatch(
             f"the index at {index_dir} was built with other settings ({diff}) - "
             "rebuild it: python -m index build"
@@ -97,8 +103,9 @@ def load(index_dir: Path, chunk: ChunkSettings) -> StoredIndex:
     return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, rows)
 
 
-def sync(documents: list[Document], index_dir: Path, chunk: ChunkSettings, *, progress: bool = True
-         ) -> StoredIndex:
+def sync(
+    documents: list[Document], index_dir: Path, chunk: ChunkSettings, *, progress: bool = True
+) -> StoredIndex:
     """Make the index at ``index_dir`` match ``documents``, embedding only new or changed ones."""
     index_dir = Path(index_dir)
     hashes = {d.id: sha256(d.text) for d in documents}
@@ -118,8 +125,13 @@ def sync(documents: list[Document], index_dir: Path, chunk: ChunkSettings, *, pr
     kept = _reusable(old, hashes)
     todo = [d for d in documents if d.id not in kept]
     removed = sorted(set(old.manifest["documents"]) - set(hashes)) if old else []
-    log.info("indexing %d documents: %d new or changed, %d unchanged, %d removed",
-             len(documents), len(todo), len(kept), len(removed))
+    log.info(
+        "indexing %d documents: %d new or changed, %d unchanged, %d removed",
+        len(documents),
+        len(todo),
+        len(kept),
+        len(removed),
+    )
 
     new_chunks = _chunk_all(todo, chunk, progress=progress)
     texts = [c.embedding_text for c in new_chunks]
@@ -153,8 +165,12 @@ def sync(documents: list[Document], index_dir: Path, chunk: ChunkSettings, *, pr
         "num_chunks": len(chunks),
         "num_sentences": len(sent_vecs),
         "documents": {
-            d.id: {"sha256": hashes[d.id], "title": d.title, "date": d.date,
-                   "chunks": sum(1 for c in chunks if c.doc_id == d.id)}
+            d.id: {
+                "sha256": hashes[d.id],
+                "title": d.title,
+                "date": d.date,
+                "chunks": sum(1 for c in chunks if c.doc_id == d.id),
+            }
             for d in documents
         },
     }
@@ -166,7 +182,9 @@ def _reusable(old: StoredIndex | None, hashes: dict[str, str]) -> dict[str, list
     """Chunk positions in ``old`` of each document whose content is unchanged."""
     if old is None:
         return {}
-    same = {doc_id for doc_id, meta in old.manifest["documents"].items() if hashes.get(doc_id) == meta["sha256"]}
+    same = {
+        doc_id for doc_id, meta in old.manifest["documents"].items() if hashes.get(doc_id) == meta["sha256"]
+    }
     kept: dict[str, list[int]] = {doc_id: [] for doc_id in same}
     for i, c in enumerate(old.chunks):
         if c.doc_id in kept:
@@ -190,8 +208,9 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
 
 
-def _write(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.ndarray,
-           sent_vecs: np.ndarray) -> None:
+def _write(
+    index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.ndarray, sent_vecs: np.ndarray
+) -> None:
     import faiss
 
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +224,9 @@ def _write(index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.
         np.save(tmp / "sentences.npy", sent_vecs, allow_pickle=False)
         _write_chunks(tmp / "chunks.jsonl", chunks)
         # the manifest goes last: a generation with a manifest is complete
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8"
+        )
         os.replace(tmp, index_dir / name)
         pointer = index_dir / f".CURRENT.{os.getpid()}"
         pointer.write_text(name + "\n", encoding="utf-8")
@@ -226,11 +247,25 @@ def _write_chunks(path: Path, chunks: list[Chunk]) -> None:
         for c in chunks:
             sents = []
             for s in c.sentences:
-                sents.append({"start": s.start, "end": s.end, "row": row,
-                              "entities": [list(e) for e in s.entities], "phrases": [list(p) for p in s.phrases]})
+                sents.append(
+                    {
+                        "start": s.start,
+                        "end": s.end,
+                        "row": row,
+                        "entities": [list(e) for e in s.entities],
+                        "phrases": [list(p) for p in s.phrases],
+                    }
+                )
                 row += 1
-            rec = {"doc": c.doc_id, "title": c.title, "date": c.date, "start": c.start, "end": c.end,
-                   "text": c.text, "sentences": sents}
+            rec = {
+                "doc": c.doc_id,
+                "title": c.title,
+                "date": c.date,
+                "start": c.start,
+                "end": c.end,
+                "text": c.text,
+                "sentences": sents,
+            }
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
@@ -240,8 +275,12 @@ def _read_chunks(path: Path) -> tuple[list[Chunk], list[list[int]]]:
         for line in f:
             r = json.loads(line)
             sents = tuple(
-                Sentence(s["start"], s["end"], tuple(tuple(e) for e in s["entities"]),
-                         tuple(tuple(p) for p in s["phrases"]))
+                Sentence(
+                    s["start"],
+                    s["end"],
+                    tuple(tuple(e) for e in s["entities"]),
+                    tuple(tuple(p) for p in s["phrases"]),
+                )
                 for s in r["sentences"]
             )
             chunks.append(Chunk(r["doc"], r["title"], r["date"], r["start"], r["end"], r["text"], sents))

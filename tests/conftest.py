@@ -89,25 +89,20 @@ def seeds_env(tmp_path, monkeypatch, seeds_index_dir) -> Path:
 
 
 @pytest.fixture
-def tiny_docs() -> list[Document]:
-    return [make_document(name, text) for name, text in TINY_CORPUS.items()]
-
-
-def write_corpus(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))  # bytes: no newline translation, offsets stay exact
-    return folder
+def tiny_corpus() -> dict[str, str]:
+    return dict(TINY_CORPUS)
 
 
 @pytest.fixture
-def tiny_source(tmp_path) -> Path:
-    """TINY_CORPUS written to files, in the configured source folder."""
-    return write_corpus(tmp_path / "docs", TINY_CORPUS)
+def tiny_docs(tiny_corpus) -> list[Document]:
+    return [make_document(name, text) for name, text in tiny_corpus.items()]
 
 
-def source_text(folder: Path, doc_id: str) -> str:
-    """A document exactly as stored on disk (no newline translation), to check citation offsets."""
-    return (folder / doc_id).read_bytes().decode("utf-8")
+@pytest.fixture
+def tiny_source(tmp_path, tiny_corpus) -> Path:
+    """TINY_CORPUS written to files in the configured source folder (bytes: no newline translation)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in tiny_corpus.items():
+        (folder / name).write_bytes(text.encode("utf-8"))
+    return folder

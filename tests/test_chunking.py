@@ -1,0 +1,140 @@
+"""Stage 2: chunks are whole sentences of content, within budget, overlapping as configured."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.chunking import chunk_document
+from rag.config import PROJECT_ROOT, ChunkSettings
+from rag.documents import content_runs, load_documents, make_document
+from rag.nlp import analyze, count_tokens
+
+SEEDS = PROJECT_ROOT / "seeds"
+SMALL = ChunkSettings(max_tokens=40, overlap_tokens=10)
+SETTINGS = [pytest.param(ChunkSettings(), id="default"), pytest.param(SMALL, id="small")]
+
+# Five sentences of 6-7 tokens each: two fit in 14 tokens, three do not.
+KETTLES = (
+    "Kettles\n"
+    "Print\n"  # furniture: the title stands alone in its own run
+    "The red kettle boils water. The blue kettle whistles loudly. The green kettle is cracked. "
+    "The white kettle was sold. The black kettle is new.\n"
+)
+RED, BLUE, GREEN, WHITE, BLACK = (
+    "The red kettle boils water.",
+    "The blue kettle whistles loudly.",
+    "The green kettle is cracked.",
+    "The white kettle was sold.",
+    "The black kettle is new.",
+)
+
+
+@pytest.fixture(scope="module")
+def seed_docs():
+    return load_documents(SEEDS)
+
+
+@pytest.fixture(scope="module")
+def seed_chunks(seed_docs):
+    """{settings: [(document, its chunks)]}, chunked once for the module."""
+    return {
+        settings: [(doc, chunk_document(doc, settings)) for doc in seed_docs]
+        for settings in (ChunkSettings(), SMALL)
+    }
+
+
+def test_token_counts_of_the_hand_worked_case():
+    # the premise of the hand-worked cases below
+    assert [count_tokens(s) for s in (RED, BLUE, GREEN, WHITE, BLACK)] == [6, 7, 6, 6, 6]
+    assert count_tokens(f"{RED} {BLUE}") <= 14 < count_tokens(f"{RED} {BLUE} {GREEN}")
+
+
+@pytest.mark.parametrize(
+    ("overlap", "expected"),
+    [
+        # each chunk carries the previous one's last sentence over
+        (7, [[RED, BLUE], [BLUE, GREEN], [GREEN, WHITE], [WHITE, BLACK]]),
+        # no overlap: plain packing
+        (0, [[RED, BLUE], [GREEN, WHITE], [BLACK]]),
+        # BLUE (7 tokens) is over the overlap budget, so it is not carried; WHITE (6) is
+        (6, [[RED, BLUE], [GREEN, WHITE], [WHITE, BLACK]]),
+    ],
+)
+def test_hand_worked_packing(overlap, expected):
+    doc = make_document("kettles.txt", KETTLES)
+    chunks = chunk_document(doc, ChunkSettings(max_tokens=14, overlap_tokens=overlap))
+    assert [c.text for c in chunks] == [" ".join(group) for group in expected]
+    assert [[doc.text[s.start : s.end] for s in c.sentences] for c in chunks] == expected
+    # the title run is not a chunk of its own; every chunk carries the title for embedding instead
+    assert all(c.embedding_text == f"Kettles\n{c.text}" for c in chunks)
+
+
+def test_embedding_text_does_not_repeat_a_title_the_chunk_starts_with():
+    doc = make_document("k.txt", "Kettles boil water\nThe red kettle boils water.\n")
+    (chunk,) = chunk_document(doc)
+    assert chunk.text == "Kettles boil water\nThe red kettle boils water."
+    assert chunk.embedding_text == chunk.text
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_chunk_text_is_the_document_slice(seed_chunks, settings):
+    for doc, chunks in seed_chunks[settings]:
+        assert chunks, doc.id
+        for c in chunks:
+            assert doc.text[c.start : c.end] == c.text
+            assert (c.doc_id, c.title, c.date) == (doc.id, doc.title, doc.date)
+            assert c.start == c.sentences[0].start and c.end == c.sentences[-1].end
+            assert all(a.end <= b.start for a, b in zip(c.sentences, c.sentences[1:], strict=False))
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_chunks_fit_the_token_budget_unless_a_single_sentence(seed_chunks, settings):
+    for _, chunks in seed_chunks[settings]:
+        for c in chunks:
+            assert count_tokens(c.text) <= settings.max_tokens or len(c.sentences) == 1, c.text
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_chunks_cover_every_sentence_of_the_content(seed_chunks, settings):
+    for doc, chunks in seed_chunks[settings]:
+        runs = [
+            (s, e) for s, e in content_runs(doc.text) if doc.text[s:e].strip() != doc.title  # title-only run
+        ]
+        expected = {(s.start, s.end) for s in analyze(doc.text, runs)}
+        covered = {(s.start, s.end) for c in chunks for s in c.sentences}
+        assert covered == expected, doc.id
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_consecutive_chunks_overlap_by_whole_sentences_within_budget(seed_chunks, settings):
+    overlaps = 0
+    for doc, chunks in seed_chunks[settings]:
+        runs = content_runs(doc.text)
+        for prev, nxt in zip(chunks, chunks[1:], strict=False):
+            assert prev.start < nxt.start  # progress
+            if not any(s <= prev.start and nxt.end <= e for s, e in runs):
+                assert nxt.start > prev.end  # chunks in different runs never overlap
+                continue
+            if nxt.start < prev.end:
+                overlaps += 1
+                assert count_tokens(doc.text[nxt.start : prev.end]) <= settings.overlap_tokens
+                shared = [s for s in nxt.sentences if s.start < prev.end]
+                assert list(prev.sentences[-len(shared) :]) == shared  # whole sentences, not a cut
+    if settings == SMALL:
+        assert overlaps > 0  # the small budget must exercise the overlap, or this test proves nothing
+
+
+def test_small_budget_gives_several_chunks_per_document(seed_chunks):
+    counts = {doc.id: len(chunks) for doc, chunks in seed_chunks[SMALL]}
+    default = {doc.id: len(chunks) for doc, chunks in seed_chunks[ChunkSettings()]}
+    assert all(n >= 3 for n in counts.values()), counts
+    assert all(counts[d] > default[d] for d in counts), (counts, default)
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_chunks_never_quote_page_furniture(seed_chunks, settings):
+    for _, chunks in seed_chunks[settings]:
+        for c in chunks:
+            for furniture in ("Fonts:", "indicate the source when reprinting", "Editor:", "Recommended reading",
+                              "Updated :", "Read the original text"):
+                assert furniture not in c.text
