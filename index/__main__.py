@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. --out is a file, or a folder we may not write
+        print(f"error: cannot write the index at {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -130,7 +130,10 @@ BEFORE = 0.6  # question words before a candidate count less than after ("Name, 
 CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
 HISTORY_WEIGHT = 0.3  # words of the previous question, for follow-ups
 MAX_SUPPORT_WORDS = 36  # a supporting quote longer than this is trimmed to its best clauses
-ABSTAIN_BELOW = 0.55  # best sentence score under which the evidence is too weak to answer
+ABSTAIN_BELOW = 0.55
+# share (by idf) of the question's names a document may lack and still answer: questions name things more
+# fully than texts do ("the Denver Broncos" / "the Broncos"), but not one of them at all is too little
+MAX_MISSING_NAMES = 0.5  # best sentence score under which the evidence is too weak to answer
 
 ABSTAIN_TEXT = "The documents don't say."
 _QUOTES = "\"'“”‘’«» "
@@ -210,18 +213,30 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
     hits = index.search(q.query, k=k, query_vector=qvec)
     if not hits:
         return Answer(ABSTAIN_TEXT, True, [], None, q.kind)
-    sentences = _score_sentences(q, qvec, hits, index)
-    best = max(sentences, key=lambda s: s.score) if sentences else None
-    unknown = _unknown_names(question, index)
-    if best is None or best.score < ABSTAIN_BELOW or unknown:
+    names = _names(question)
+    unknown = [word for word, stems in names if not all(t in index.idf for t in stems)]
+    if unknown:
         return _abstain(q, hits, index, unknown)
+    # an answer must come from a document that mentions (most of) the names and numbers the question gives
+    name_weights = {t: index.idf[t] for _, stems in names for t in stems}
+    sentences = [
+        s
+        for s in _score_sentences(q, qvec, hits, index)
+        if _missing_share(name_weights, index.doc_terms[index.chunks[s.hit.chunk].doc_id])
+        <= MAX_MISSING_NAMES
+    ]
+    best = max(sentences, key=lambda s: s.score) if sentences else None
+    if best is None or best.score < ABSTAIN_BELOW:
+        return _abstain(q, hits, index, [])
 
     span: tuple[int, int] | None = None
     chosen = best
     if LABELS[q.kind]:
         pick = _pick_entity(q, sentences, index)
-        if pick is not None:
-            chosen, span = pick
+        if pick is None:
+            # a "when" with no date, a "who" with no name in any good passage: the answer is not there
+            return _abstain(q, hits, index, [])
+        chosen, span = pick
     support_start, support_end = _trim(chosen, q, span, index)
     chunk = index.chunks[chosen.hit.chunk]
     doc_text_support = chunk.text[support_start - chunk.start : support_end - chunk.start]
@@ -256,19 +271,25 @@ def _abstain(q: Question, hits: list[Hit], index: Index, unknown: list[str]) -> 
     return Answer(text, True, [index.citation(h) for h in hits], None, q.kind)
 
 
-def _unknown_names(question: str, index: Index) -> list[str]:
-    """Capitalised words (names) of the question that occur nowhere in the documents."""
-    words = re.findall(r"(?<![\w'’])([A-Z][\w'’-]*)", question)
-    out = []
-    for i, word in enumerate(words):
-        if i == 0 and question.lstrip().startswith(word):
+def _missing_share(weights: dict[str, float], present: set[str]) -> float:
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t not in present) / total if total else 0.0
+
+
+def _names(question: str) -> list[tuple[str, list[str]]]:
+    """The question's names (capitalised words) and numbers, each with its stemmed terms."""
+    found = []
+    text = question.lstrip()
+    for i, m in enumerate(re.finditer(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\w,.]*\w|\d)", text)):
+        word = m.group()
+        if i == 0 and m.start() == 0:
             continue  # the first word of a question is capitalised anyway
-        stems = terms(word)
-        if _ACRONYM.match(word):
+        if _ACRONYM.match(word) and not word[0].isdigit():
             continue  # an acronym may stand for words the documents spell out ("CAS")
-        if stems and all(t not in index.idf for t in stems):
-            out.append(word)
-    return out
+        stems = terms(word)
+        if stems:
+            found.append((word, stems))
+    return found
 
 
 def _score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index) -> list[_Scored]:
@@ -334,7 +355,7 @@ def _pick_entity(q: Question, sentences: list[_Scored], index: Index):
             weight = labels[label]
             if label == "DATE" and not _CONCRETE_DATE.search(chunk.text[s - chunk.start : e - chunk.start]):
                 weight *= 0.5
-            # question words between this candidate and its neighbours of the same kind describe it
+            # question words between this candidate and its neighbours of the same kind say what it is
             lo = typed[n - 1][1] if n > 0 else sent.start
             hi = typed[n + 1][0] if n + 1 < len(typed) else sent.end
             near = 0.0
@@ -343,6 +364,7 @@ def _pick_entity(q: Question, sentences: list[_Scored], index: Index):
                 if not w or (s <= a and b <= e):
                     continue
                 if e <= a < hi:
+                    # up to the next candidate, words describe this one ("Name, title of body, Name2")
                     near += w / (1.0 + _gap(s, e, a, b, chunk.text, chunk.start) / NEAR_WORDS)
                 elif lo <= a and b <= s:
                     near += BEFORE * w / (1.0 + _gap(s, e, a, b, chunk.text, chunk.start) / NEAR_WORDS)

@@ -88,7 +88,7 @@ def ask(
 
 
 def retrieve(query: str, *, k: int = 5, index: Index | None = None) -> list[Citation]:
-    """The ``k`` passages that best match ``query``, best first, scored by reciprocal rank fusion."""
+    """The ``k`` passages that best match ``query``, best first, with their fused retrieval scores."""
     query = _check(query)
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")

@@ -75,7 +75,7 @@ def _pack(text: str, sentences: list[Sentence], settings: ChunkSettings) -> list
 def _overlap(text: str, group: list[Sentence], budget: int) -> list[Sentence]:
     tail: list[Sentence] = []
     for sent in reversed(group[1:]):  # never carry the whole chunk over
-        if count_tokens(text[sent.start : (tail[-1] if tail else sent).end]) > budget:
+        if count_tokens(text[sent.start : (tail[0] if tail else sent).end]) > budget:
             break
         tail.append(sent)
     return tail[::-1]

@@ -53,6 +53,10 @@ class Index:
         self._bm25 = bm25s.BM25()
         if self.chunks:
             self._bm25.index(tokens, show_progress=False)
+        # the words of each document, to check that an answer's document names what the question names
+        self.doc_terms: dict[str, set[str]] = {}
+        for c, toks in zip(self.chunks, tokens, strict=True):
+            self.doc_terms.setdefault(c.doc_id, set()).update(toks)
         df = Counter(t for toks in tokens for t in set(toks))
         n = max(len(tokens), 1)
         # BM25's idf, reused to weigh question words when scoring sentences

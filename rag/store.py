@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .types import Document
 
 log = logging.getLogger("rag")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PROGRESS_MIN_DOCS = 20
 
 
@@ -69,6 +70,8 @@ def read_manifest(index_dir: Path) -> tuple[Path, dict]:
     try:
         gen = index_dir / (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
         manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("documents"), dict):
+            raise ValueError("manifest.json is not an index manifest")
     except (OSError, ValueError) as e:
         raise IndexNotFound(f"no index at {index_dir} - run: python -m index build") from e
     return gen, manifest
@@ -214,7 +217,8 @@ def _write(
     import faiss
 
     index_dir.mkdir(parents=True, exist_ok=True)
-    name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
+    # unique even for two builds of one process within a second
+    name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = index_dir / f".{name}.tmp"
     tmp.mkdir()
     try:

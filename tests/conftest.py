@@ -8,7 +8,9 @@ seconds); the index of ``seeds/`` is built once per session for the tests that o
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -88,9 +90,10 @@ def seeds_env(tmp_path, monkeypatch, seeds_index_dir) -> Path:
     return index_dir
 
 
-@pytest.fixture
-def tiny_corpus() -> dict[str, str]:
-    return dict(TINY_CORPUS)
+@pytest.fixture(scope="session")
+def tiny_corpus() -> Mapping[str, str]:
+    """{file name: text} of TINY_CORPUS, read-only: it is shared by the whole session."""
+    return MappingProxyType(TINY_CORPUS)
 
 
 @pytest.fixture

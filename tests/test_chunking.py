@@ -98,30 +98,65 @@ def test_chunks_fit_the_token_budget_unless_a_single_sentence(seed_chunks, setti
 def test_chunks_cover_every_sentence_of_the_content(seed_chunks, settings):
     for doc, chunks in seed_chunks[settings]:
         runs = [
-            (s, e) for s, e in content_runs(doc.text) if doc.text[s:e].strip() != doc.title  # title-only run
+            (s, e)
+            for s, e in content_runs(doc.text)
+            if doc.text[s:e].strip() != doc.title  # title-only run
         ]
         expected = {(s.start, s.end) for s in analyze(doc.text, runs)}
         covered = {(s.start, s.end) for c in chunks for s in c.sentences}
         assert covered == expected, doc.id
 
 
+def _overlapping_pairs(doc, chunks):
+    """Consecutive chunks of one content run that share text."""
+    runs = content_runs(doc.text)
+    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+        same_run = any(s <= prev.start and nxt.end <= e for s, e in runs)
+        if same_run and nxt.start < prev.end:
+            yield prev, nxt
+
+
 @pytest.mark.parametrize("settings", SETTINGS)
-def test_consecutive_chunks_overlap_by_whole_sentences_within_budget(seed_chunks, settings):
+def test_consecutive_chunks_progress_and_share_whole_sentences(seed_chunks, settings):
     overlaps = 0
     for doc, chunks in seed_chunks[settings]:
         runs = content_runs(doc.text)
         for prev, nxt in zip(chunks, chunks[1:], strict=False):
-            assert prev.start < nxt.start  # progress
+            assert prev.start < nxt.start and prev.end < nxt.end  # each chunk moves on
             if not any(s <= prev.start and nxt.end <= e for s, e in runs):
-                assert nxt.start > prev.end  # chunks in different runs never overlap
-                continue
-            if nxt.start < prev.end:
-                overlaps += 1
-                assert count_tokens(doc.text[nxt.start : prev.end]) <= settings.overlap_tokens
-                shared = [s for s in nxt.sentences if s.start < prev.end]
-                assert list(prev.sentences[-len(shared) :]) == shared  # whole sentences, not a cut
-    if settings == SMALL:
-        assert overlaps > 0  # the small budget must exercise the overlap, or this test proves nothing
+                assert nxt.start > prev.end  # chunks of different runs never overlap
+        for prev, nxt in _overlapping_pairs(doc, chunks):
+            overlaps += 1
+            shared = [s for s in nxt.sentences if s.start < prev.end]
+            assert list(prev.sentences[-len(shared) :]) == shared  # whole sentences, not a cut
+            assert len(shared) < len(prev.sentences)  # never the whole previous chunk
+    assert overlaps > 0  # the seeds must exercise the overlap, or this test proves nothing
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [pytest.param(ChunkSettings(), id="default"), pytest.param(SMALL, id="small")],
+)
+def test_consecutive_chunks_overlap_by_at_most_overlap_tokens(seed_chunks, settings):
+    for doc, chunks in seed_chunks[settings]:
+        for prev, nxt in _overlapping_pairs(doc, chunks):
+            assert count_tokens(doc.text[nxt.start : prev.end]) <= settings.overlap_tokens, doc.id
+
+
+def test_hand_worked_overlap_of_several_short_sentences():
+    # six sentences of 4 tokens: four fit in 16 tokens, two fit in an overlap of 8
+    sentences = [
+        "Ann ran home.",
+        "Bob sat down.",
+        "Cy hid away.",
+        "Di sang out.",
+        "Ed ate lunch.",
+        "Flo slept in.",
+    ]
+    assert [count_tokens(s) for s in sentences] == [4] * 6
+    doc = make_document("names.txt", "Names\nPrint\n" + " ".join(sentences) + "\n")
+    chunks = chunk_document(doc, ChunkSettings(max_tokens=16, overlap_tokens=8))
+    assert [c.text for c in chunks] == [" ".join(sentences[:4]), " ".join(sentences[2:])]
 
 
 def test_small_budget_gives_several_chunks_per_document(seed_chunks):
@@ -135,6 +170,12 @@ def test_small_budget_gives_several_chunks_per_document(seed_chunks):
 def test_chunks_never_quote_page_furniture(seed_chunks, settings):
     for _, chunks in seed_chunks[settings]:
         for c in chunks:
-            for furniture in ("Fonts:", "indicate the source when reprinting", "Editor:", "Recommended reading",
-                              "Updated :", "Read the original text"):
+            for furniture in (
+                "Fonts:",
+                "indicate the source when reprinting",
+                "Editor:",
+                "Recommended reading",
+                "Updated :",
+                "Read the original text",
+            ):
                 assert furniture not in c.text

@@ -100,13 +100,19 @@ def test_content_runs_keep_content_and_drop_furniture():
         "Traffic is expected to double by the summer.",
     ]
     joined = "\n".join(texts)
-    for line in ("Fonts:", "indicate the source when reprinting", "Editor:", "Recommended reading", "Updated"):
+    for line in (
+        "Fonts:",
+        "indicate the source when reprinting",
+        "Editor:",
+        "Recommended reading",
+        "Updated",
+    ):
         assert line not in joined
 
 
 def test_content_runs_of_a_leading_date_line_start_after_the_date():
     text = " date 2023-07-24 Harbour Bridge Reopens\n\nThe bridge reopened.\n"
-    (start, end), = content_runs(text)
+    ((start, end),) = content_runs(text)
     assert text[start:end] == "Harbour Bridge Reopens\n\nThe bridge reopened."
 
 

@@ -1,0 +1,151 @@
+"""ask() end to end on the seeds, with the real models: answers, abstentions, follow-ups, validation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import rag
+from rag import store
+from rag.config import MAX_QUESTION_CHARS, PROJECT_ROOT
+
+SEEDS = PROJECT_ROOT / "seeds"
+FOUNDED = "When was the Northeast Asian Automotive Research Institute founded?"
+INSTITUTE_DOC = "000_6fce77a59fee8010.txt"
+HISTORY = [
+    {"role": "user", "content": FOUNDED},
+    {"role": "assistant", "content": "March 31, 2021."},
+]
+# the same conversation as Gradio's chatbot sends it: content as a list of blocks
+GRADIO_HISTORY = [
+    {"role": "user", "content": [{"type": "text", "text": FOUNDED}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "March 31, 2021."}]},
+]
+MARK = re.compile(r"\[(\d+)\]")
+
+# Answerable and unanswerable questions alike, for the properties every reply must have.
+QUESTIONS = [
+    (FOUNDED, None),
+    ("Who is the CEO of Tesla?", None),
+    ("What is the capital of France?", None),
+    ("Who presided over the Conference for the Promotion of Sister Cities of Changchun Auto Clusters?", None),
+    ("Who led the delegation to Changchun on October 18?", None),
+    ("When was the 2023 China Automotive Innovation Conference held?", None),
+    ("What did FAW release on July 15, 2021?", None),
+    ("Tell me about the zebra crossing.", None),
+    ("In which city was it signed?", HISTORY),
+    ("And who witnessed it?", GRADIO_HISTORY),
+]
+
+
+def test_answers_a_dated_question_with_its_source(seeds_index):
+    answer = rag.ask(FOUNDED, index=seeds_index)
+    assert isinstance(answer, rag.Answer)
+    assert not answer.abstained
+    assert answer.short_answer == "March 31, 2021"
+    assert "March 31, 2021" in answer.text
+    assert answer.question_type == "date"
+    first = answer.citations[0]
+    assert first.source == INSTITUTE_DOC
+    assert first.answer == "March 31, 2021"
+    assert first.title == "Northeast Asian Automotive Research Institute Founded"
+    assert first.date == "2021-04-06"
+    assert "[1]" in answer.text
+
+
+def test_abstains_on_what_the_documents_never_mention(seeds_index):
+    answer = rag.ask("Who is the CEO of Tesla?", index=seeds_index)
+    assert answer.abstained
+    assert answer.short_answer is None
+    assert MARK.search(answer.text) is None
+    assert "documents don't say" in answer.text
+    assert "Tesla" in answer.text  # says what is missing
+    # the passages are still offered, as related reading
+    assert answer.citations and all(c.answer is None for c in answer.citations)
+
+
+def test_follow_up_uses_the_history(seeds_index):
+    # "it" is the agreement of the previous turn: only the history says which article that is
+    answer = rag.ask("In which city was it signed?", history=HISTORY, index=seeds_index)
+    assert not answer.abstained
+    assert answer.citations[0].source == INSTITUTE_DOC
+    assert "Changchun" in answer.text
+
+
+def test_gradio_style_history_works_like_plain_messages(seeds_index):
+    plain = rag.ask("In which city was it signed?", history=HISTORY, index=seeds_index)
+    blocks = rag.ask("In which city was it signed?", history=GRADIO_HISTORY, index=seeds_index)
+    assert blocks.citations[0].source == INSTITUTE_DOC
+    assert blocks == plain
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("x" * (MAX_QUESTION_CHARS + 1), "2,001 characters long; the limit is 2,000"),
+    ],
+    ids=["empty", "whitespace", "too long"],
+)
+def test_bad_questions_raise_value_error_with_a_helpful_message(seeds_index, question, message):
+    with pytest.raises(ValueError, match=message) as err:
+        rag.ask(question, index=seeds_index)
+    assert isinstance(err.value, rag.InvalidQuestion)
+
+
+def test_a_question_at_the_length_limit_is_accepted(seeds_index):
+    question = ("Who founded the institute? " * 100)[:MAX_QUESTION_CHARS]
+    assert isinstance(rag.ask(question, index=seeds_index), rag.Answer)
+
+
+def test_a_question_must_be_text(seeds_index):
+    with pytest.raises(ValueError, match="must be text"):
+        rag.ask(None, index=seeds_index)
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_k_below_one_raises_value_error(seeds_index, k):
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        rag.ask(FOUNDED, k=k, index=seeds_index)
+
+
+@pytest.mark.parametrize(("question", "history"), QUESTIONS, ids=[q for q, _ in QUESTIONS])
+def test_every_reply_is_short_and_cites_what_exists(seeds_index, question, history):
+    answer = rag.ask(question, history=history, index=seeds_index)
+    assert len(answer.text.split()) <= 60
+    marks = [int(n) for n in MARK.findall(answer.text)]
+    assert all(1 <= n <= len(answer.citations) for n in marks), (marks, len(answer.citations))
+    assert 1 <= len(answer.citations) <= 5
+    for c in answer.citations:
+        assert (SEEDS / c.source).read_bytes().decode("utf-8")[c.start : c.end] == c.text
+    if answer.abstained:
+        assert marks == [] and answer.short_answer is None
+    else:
+        assert marks and answer.short_answer
+        # the short answer is what the first citation marks (less any quotes or trailing punctuation)
+        assert answer.short_answer in answer.citations[0].answer
+        assert answer.short_answer in answer.text
+
+
+def test_k_bounds_the_citations(seeds_index):
+    answer = rag.ask(FOUNDED, k=2, index=seeds_index)
+    assert 1 <= len(answer.citations) <= 2
+    assert answer.citations[0].source == INSTITUTE_DOC
+
+
+def test_ask_opens_the_configured_index_without_rebuilding_it(seeds_env, monkeypatch):
+    def no_embedding(texts, **kwargs):
+        raise AssertionError(f"the index was rebuilt: embedded {len(texts)} texts")
+
+    monkeypatch.setattr(store, "embed", no_embedding)
+    answer = rag.ask(FOUNDED)
+    assert answer.citations[0].source == INSTITUTE_DOC
+    assert answer.short_answer == "March 31, 2021"
+
+
+def test_ask_without_documents_says_where_it_looked(tmp_path):
+    # the autouse fixture points RAG_SOURCE_DIR at a folder that does not exist
+    with pytest.raises(rag.SourceNotFound, match=re.escape(str(tmp_path / "docs"))):
+        rag.ask(FOUNDED)

@@ -1,0 +1,111 @@
+"""The command lines, as a user runs them (subprocesses), plus their error translation in-process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from index.__main__ import main as index_main
+from rag.__main__ import main as rag_main
+from rag.config import PROJECT_ROOT
+
+SEEDS = PROJECT_ROOT / "seeds"
+FOUNDED = "When was the Northeast Asian Automotive Research Institute founded?"
+
+
+def run(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    # run from tmp_path, not the checkout: nothing may depend on, or write into, the working directory
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def quiet_rag_logger():
+    """The command lines turn the "rag" logger up to INFO; put it back after an in-process run."""
+    logger = logging.getLogger("rag")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
+def test_rag_answers_a_question_with_its_source(tmp_path, seeds_env):
+    # seeds_env: RAG_INDEX_DIR is a tmp copy of the session's seeds index, so the command only loads it
+    result = run("rag", FOUNDED, cwd=tmp_path, RAG_INDEX_DIR=str(seeds_env), RAG_SOURCE_DIR=str(SEEDS))
+    assert result.returncode == 0, result.stderr
+    assert "March 31, 2021" in result.stdout
+    assert "000_6fce77a59fee8010.txt" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_index_build_writes_an_index(tmp_path, tiny_source):
+    out = tmp_path / "built"
+    result = run("index", "build", "--source", str(tiny_source), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "4 documents" in result.stdout
+    name = (out / "CURRENT").read_text(encoding="utf-8").strip()
+    manifest = json.loads((out / name / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(manifest["documents"]) == sorted(p.name for p in tiny_source.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "docs"]  # nothing else written
+
+
+def test_index_build_of_a_missing_folder_is_a_one_line_error(tmp_path):
+    result = run("index", "build", "--source", "/nonexistent", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ") and "/nonexistent" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_rag_refuses_an_empty_question(tmp_path):
+    result = run("rag", "", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "error: the question is empty - type a question about the documents\n"
+    assert result.stdout == ""
+
+
+def test_rag_json_output_is_the_answer(seeds_env, capsys, quiet_rag_logger):
+    assert rag_main(["--json", "-k", "3", FOUNDED]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["abstained"] is False
+    assert answer["short_answer"] == "March 31, 2021"
+    assert 1 <= len(answer["citations"]) <= 3
+    first = answer["citations"][0]
+    assert first["source"] == "000_6fce77a59fee8010.txt"
+    assert first["text"][first["answer_start"] : first["answer_end"]] == "March 31, 2021"
+
+
+def test_rag_without_an_index_or_documents_explains(tmp_path, capsys, quiet_rag_logger):
+    assert rag_main([FOUNDED]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no folder of documents at ") and "RAG_SOURCE_DIR" in err
+
+
+def test_index_info_of_a_missing_index_says_how_to_build(tmp_path, capsys, quiet_rag_logger):
+    assert index_main(["info", "--out", str(tmp_path / "nothing")]) == 2
+    assert "python -m index build" in capsys.readouterr().err
+
+
+def test_index_info_prints_the_manifest(seeds_env, capsys, quiet_rag_logger):
+    assert index_main(["info", "--out", str(seeds_env)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == "5 documents"
+    assert info["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_index_build_into_an_unwritable_place_is_a_one_line_error(tmp_path, tiny_source, quiet_rag_logger):
+    out = tmp_path / "a-file"
+    out.write_text("not a directory", encoding="utf-8")
+    assert index_main(["build", "--source", str(tiny_source), "--out", str(out)]) == 2

@@ -1,0 +1,157 @@
+"""Stage 5: hybrid retrieval, worked by hand on a four-document corpus, then on the seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import rag
+from rag import retrieval
+from rag.config import PROJECT_ROOT
+from rag.embedding import embed
+from rag.nlp import terms
+
+SEEDS = PROJECT_ROOT / "seeds"
+FUSIONS = ["convex", "rrf"]
+
+# A distinctive query for each document of the tiny corpus: its words occur in that document only.
+DISTINCTIVE = [
+    ("sourdough loaves and cinnamon buns", "bakery.txt"),
+    ("steam locomotive over the viaduct", "railway.txt"),
+    ("lava from the eruption", "volcano.txt"),
+    ("newspapers and a reader's card", "library.txt"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, tiny_corpus):
+    folder = tmp_path_factory.mktemp("tiny-docs")
+    for name, text in tiny_corpus.items():
+        (folder / name).write_bytes(text.encode("utf-8"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory, tiny_folder):
+    """{fusion: Index} over one stored index of the tiny corpus."""
+    built = rag.open_index(
+        source=tiny_folder, index_dir=tmp_path_factory.mktemp("tiny-index"), progress=False
+    )
+    return {fusion: rag.Index(built.stored, fusion=fusion) for fusion in FUSIONS}
+
+
+def bm25(query: str, docs: list[list[str]], i: int, k1: float = 1.5, b: float = 0.75) -> float:
+    """BM25 as Lucene scores it (bm25s's default), written out: the reference for the lexical scores."""
+    avgdl = sum(map(len, docs)) / len(docs)
+    score = 0.0
+    for t in set(terms(query)):
+        df = sum(t in d for d in docs)
+        if df == 0:
+            continue
+        tf = docs[i].count(t)
+        idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+        score += idf * tf / (tf + k1 * (1 - b + b * len(docs[i]) / avgdl))
+    return score
+
+
+def test_tiny_corpus_is_one_chunk_per_document(tiny_index):
+    index = tiny_index["convex"]
+    assert sorted(c.doc_id for c in index.chunks) == [
+        "bakery.txt",
+        "library.txt",
+        "railway.txt",
+        "volcano.txt",
+    ]
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize(("query", "expected"), DISTINCTIVE)
+def test_distinctive_query_finds_its_document_first(tiny_index, fusion, query, expected):
+    index = tiny_index[fusion]
+    hits = index.search(query, k=4)
+    assert index.chunks[hits[0].chunk].doc_id == expected
+    assert len({h.chunk for h in hits}) == 4
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize(("query", "expected"), DISTINCTIVE)
+def test_hand_worked_scores(tiny_index, query, expected):
+    convex, rrf = tiny_index["convex"], tiny_index["rrf"]
+    top = convex.search(query, k=4)[0]
+    chunk = convex.chunks[top.chunk]
+    # dense: the cosine of the two unit vectors, computed here independently
+    (qv,), (cv,) = embed([query]), embed([chunk.embedding_text])
+    assert top.dense == pytest.approx(float(qv @ cv), abs=1e-4)
+    # lexical: BM25 of the query's stemmed words, the only document that has them
+    docs = [terms(c.embedding_text) for c in convex.chunks]
+    assert top.lexical == pytest.approx(bm25(query, docs, top.chunk), rel=1e-4)
+    assert all(bm25(query, docs, i) == 0 for i in range(len(docs)) if i != top.chunk)
+    # convex: w * cosine + (1 - w) * BM25 / best BM25, and this hit has the best BM25
+    assert top.score == pytest.approx(retrieval.DENSE_WEIGHT * top.dense + (1 - retrieval.DENSE_WEIGHT) * 1.0)
+    # rrf: first in both rankings, so 1/(K+1) twice
+    assert rrf.search(query, k=1)[0].score == pytest.approx(2 / (retrieval.RRF_K + 1))
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 10])
+def test_k_is_respected(tiny_index, fusion, k):
+    hits = tiny_index[fusion].search("a volcano near the railway", k=k)
+    assert len(hits) == min(k, 4)
+    assert len({h.chunk for h in hits}) == len(hits)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_query_with_no_known_word_still_ranks_by_meaning(tiny_index, fusion):
+    # no word of the query is in the corpus: BM25 has nothing, the dense ranking carries it
+    hits = tiny_index[fusion].search("magma", k=4)
+    assert len(hits) == 4 and all(h.lexical == 0 for h in hits)
+    assert tiny_index[fusion].chunks[hits[0].chunk].doc_id == "volcano.txt"
+
+
+def test_unknown_fusion_is_refused(tiny_index):
+    with pytest.raises(ValueError, match="fusion"):
+        rag.Index(tiny_index["convex"].stored, fusion="max")
+
+
+def test_retrieve_returns_citations_that_point_into_the_source(tiny_index, tiny_folder):
+    citations = rag.retrieve("Where does the steam train run?", k=3, index=tiny_index["convex"])
+    assert len(citations) == 3
+    assert all(isinstance(c, rag.Citation) for c in citations)
+    assert citations[0].source == "railway.txt"
+    assert citations[0].title == "The Glen Valley Railway"
+    for c in citations:
+        assert (tiny_folder / c.source).read_bytes().decode("utf-8")[c.start : c.end] == c.text
+        assert c.answer is None
+    assert [c.score for c in citations] == sorted((c.score for c in citations), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Northeast Asian Automotive Research Institute",
+        "sister cities of Changchun auto clusters",
+        "FAW 14th Five-Year Plan",
+        "zebra crossing",
+    ],
+)
+def test_retrieve_on_the_seeds_cites_exact_offsets(seeds_index, query):
+    citations = rag.retrieve(query, k=5, index=seeds_index)
+    assert len(citations) == 5
+    for c in citations:
+        text = (SEEDS / c.source).read_bytes().decode("utf-8")
+        assert text[c.start : c.end] == c.text
+    assert [c.score for c in citations] == sorted((c.score for c in citations), reverse=True)
+
+
+def test_retrieve_uses_the_configured_index(seeds_env):
+    (first,) = rag.retrieve("Northeast Asian Automotive Research Institute", k=1)
+    assert first.source == "000_6fce77a59fee8010.txt"
+
+
+@pytest.mark.parametrize(
+    ("query", "k"), [("", 5), ("   ", 5), ("x" * 2001, 5), ("volcano", 0), ("volcano", -1)]
+)
+def test_retrieve_refuses_bad_input(tiny_index, query, k):
+    with pytest.raises(ValueError):
+        rag.retrieve(query, k=k, index=tiny_index["convex"])

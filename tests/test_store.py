@@ -1,0 +1,294 @@
+"""Stage 4: the index on disk - round-trips, incremental updates, rebuilds, crashes and damage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import types
+from dataclasses import asdict
+
+import faiss
+import numpy as np
+import pytest
+
+import rag
+from rag import store
+from rag.chunking import chunk_document
+from rag.config import ChunkSettings
+from rag.documents import make_document
+from rag.embedding import embed
+
+DEFAULT = ChunkSettings()
+SMALL = ChunkSettings(max_tokens=40, overlap_tokens=10)
+
+LIGHTHOUSE = make_document(
+    "lighthouse.txt",
+    "Cape Wrath Lighthouse\n\nThe lighthouse keeper climbs the spiral staircase to trim the lamp at dusk.\n",
+)
+NEW_RAILWAY = make_document(
+    "railway.txt",
+    "The Glen Valley Railway\n\nThe Glen Valley Railway now runs electric trains through a new tunnel under "
+    "Kelby Hill.\n",
+)
+
+
+class EmbedRecorder:
+    """Wraps the real ``embed``: records every call's texts and delegates, so vectors stay real."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts, **kwargs):
+        self.calls.append(list(texts))
+        return embed(texts, **kwargs)
+
+    @property
+    def texts(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> EmbedRecorder:
+    rec = EmbedRecorder()
+    monkeypatch.setattr(store, "embed", rec)
+    return rec
+
+
+def embedded_texts(docs, settings=DEFAULT) -> list[str]:
+    """What sync must embed for ``docs``: passages (with titles), then each passage's sentences."""
+    chunks = [c for d in docs for c in chunk_document(d, settings)]
+    return [c.embedding_text for c in chunks] + [
+        c.text[s.start - c.start : s.end - c.start] for c in chunks for s in c.sentences
+    ]
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def generation(index_dir):
+    return index_dir / (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+
+
+def assert_vectors_match_texts(loaded: store.StoredIndex) -> None:
+    """Row i of the FAISS index is passage i; each sentence's row holds that sentence's vector."""
+    chunk_vecs = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
+    np.testing.assert_allclose(chunk_vecs, embed([c.embedding_text for c in loaded.chunks]), atol=1e-4)
+    sentences = [c.text[s.start - c.start : s.end - c.start] for c in loaded.chunks for s in c.sentences]
+    rows = [r for chunk_rows in loaded.sentence_rows for r in chunk_rows]
+    assert sorted(rows) == list(range(len(loaded.sentence_vectors)))
+    np.testing.assert_allclose(np.asarray(loaded.sentence_vectors)[rows], embed(sentences), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def built_tiny(tmp_path_factory, tiny_corpus):
+    """The tiny corpus, indexed once for the tests that damage a copy of it."""
+    out = tmp_path_factory.mktemp("tiny-index")
+    store.sync([make_document(n, t) for n, t in tiny_corpus.items()], out, DEFAULT, progress=False)
+    return out
+
+
+@pytest.fixture
+def tiny_copy(built_tiny, tmp_path):
+    out = tmp_path / "index"
+    shutil.copytree(built_tiny, out)
+    return out
+
+
+def test_build_then_load_round_trip(tmp_path, tiny_docs):
+    built = store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    loaded = store.load(tmp_path / "index", DEFAULT)
+    assert loaded.chunks == built.chunks == [c for d in tiny_docs for c in chunk_document(d, DEFAULT)]
+    assert loaded.sentence_rows == built.sentence_rows
+    assert_vectors_match_texts(loaded)
+
+    manifest = json.loads((generation(tmp_path / "index") / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest == loaded.manifest
+    assert manifest["format_version"] == store.FORMAT_VERSION
+    assert manifest["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["dimension"] == 384
+    assert manifest["chunker"] == asdict(DEFAULT)
+    assert manifest["documents"].keys() == {d.id for d in tiny_docs}
+    for d in tiny_docs:
+        assert manifest["documents"][d.id]["sha256"] == hashlib.sha256(d.text.encode("utf-8")).hexdigest()
+        assert manifest["documents"][d.id]["title"] == d.title
+    assert manifest["num_chunks"] == len(loaded.chunks)
+
+    gen = generation(tmp_path / "index")
+    lines = (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == faiss.read_index(str(gen / "chunks.faiss")).ntotal == len(loaded.chunks)
+    assert [json.loads(line)["text"] for line in lines] == [c.text for c in loaded.chunks]
+
+
+def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
+    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    files = snapshot(tmp_path / "index")
+    gen = generation(tmp_path / "index").name
+    assert set(files) == {
+        "CURRENT",
+        *(f"{gen}/{n}" for n in ("manifest.json", "chunks.jsonl", "chunks.faiss", "sentences.npy")),
+    }
+    for name, data in files.items():
+        assert not name.endswith((".pkl", ".pickle")), name
+        assert not data.startswith(b"\x80"), name  # the PROTO opcode every modern pickle starts with
+    np.load(generation(tmp_path / "index") / "sentences.npy", allow_pickle=False)
+
+
+def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny_docs, recorder):
+    index_dir = tmp_path / "index"
+    before = store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    bakery_vectors = [
+        before.vectors.reconstruct(i) for i, c in enumerate(before.chunks) if c.doc_id == "bakery.txt"
+    ]
+    recorder.calls.clear()
+
+    # bakery and library unchanged, railway changed, volcano removed, lighthouse added
+    docs = [d for d in tiny_docs if d.id in ("bakery.txt", "library.txt")] + [LIGHTHOUSE, NEW_RAILWAY]
+    docs.sort(key=lambda d: d.id)
+    after = store.sync(docs, index_dir, DEFAULT, progress=False)
+
+    assert recorder.texts == embedded_texts([LIGHTHOUSE, NEW_RAILWAY])
+    assert after.manifest["documents"].keys() == {
+        "bakery.txt",
+        "library.txt",
+        "lighthouse.txt",
+        "railway.txt",
+    }
+    assert "volcano.txt" not in {c.doc_id for c in after.chunks}
+    assert after.chunks == [c for d in docs for c in chunk_document(d, DEFAULT)]
+    assert after.manifest["documents"]["railway.txt"]["sha256"] == store.sha256(NEW_RAILWAY.text)
+    kept = [after.vectors.reconstruct(i) for i, c in enumerate(after.chunks) if c.doc_id == "bakery.txt"]
+    np.testing.assert_array_equal(np.array(kept), np.array(bakery_vectors))  # copied, not re-embedded
+    assert_vectors_match_texts(after)
+    assert [p.name for p in index_dir.glob("gen-*")] == [generation(index_dir).name]  # old one cleaned up
+
+
+def test_sync_without_changes_embeds_nothing_and_keeps_the_generation(tmp_path, tiny_docs, recorder):
+    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    files = snapshot(tmp_path / "index")
+    recorder.calls.clear()
+    again = store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    assert recorder.texts == []
+    assert snapshot(tmp_path / "index") == files
+    assert len(again.chunks) == len(tiny_docs)
+
+
+def test_removing_a_document_embeds_nothing(tmp_path, tiny_docs, recorder):
+    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    recorder.calls.clear()
+    after = store.sync(tiny_docs[:-1], tmp_path / "index", DEFAULT, progress=False)
+    assert recorder.texts == []
+    assert {c.doc_id for c in after.chunks} == {d.id for d in tiny_docs[:-1]}
+    assert_vectors_match_texts(after)
+
+
+def test_other_chunker_settings_mismatch_on_load_and_rebuild_on_open(tmp_path, tiny_docs, recorder, caplog):
+    index_dir = tmp_path / "index"
+    store.sync(tiny_docs, index_dir, SMALL, progress=False)
+    with pytest.raises(rag.IndexMismatch, match="chunker") as err:
+        store.load(index_dir, DEFAULT)
+    assert "python -m index build" in str(err.value)
+
+    recorder.calls.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = rag.open_index(documents=tiny_docs, index_dir=index_dir, progress=False)
+    assert any("rebuilding" in r.getMessage() for r in caplog.records)
+    assert index.stored.manifest["chunker"] == asdict(DEFAULT)
+    assert recorder.texts == embedded_texts(tiny_docs)  # everything again: nothing reusable
+    assert store.load(index_dir, DEFAULT).chunks == index.chunks
+    with pytest.raises(rag.IndexMismatch):
+        store.load(index_dir, SMALL)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("format_version", store.FORMAT_VERSION + 1), ("model", "another/model"), ("dimension", 768)],
+)
+def test_manifest_of_another_format_or_model_is_a_mismatch(tiny_copy, key, value):
+    path = generation(tiny_copy) / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**manifest, key: value}), encoding="utf-8")
+    with pytest.raises(rag.IndexMismatch, match=key):
+        store.load(tiny_copy, DEFAULT)
+
+
+def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, tiny_docs, monkeypatch):
+    index_dir = tmp_path / "index"
+    before = store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    files = snapshot(index_dir)
+
+    def crash(path, chunks):
+        path.write_text("half a line", encoding="utf-8")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_write_chunks", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+
+    assert snapshot(index_dir) == files  # not a byte changed, and no temporary directory left
+    assert [p.name for p in index_dir.iterdir() if p.name.startswith(".")] == []
+    assert store.load(index_dir, DEFAULT).chunks == before.chunks
+
+    monkeypatch.undo()  # the next build succeeds and moves on
+    after = store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+    assert "lighthouse.txt" in after.manifest["documents"]
+
+
+def test_missing_index_says_how_to_build_one(tmp_path):
+    with pytest.raises(rag.IndexNotFound, match="python -m index build"):
+        store.load(tmp_path / "nothing-here", DEFAULT)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+DAMAGE = {
+    "manifest truncated": lambda gen: _truncate(gen / "manifest.json"),
+    "manifest empty": lambda gen: (gen / "manifest.json").write_text(""),
+    "manifest deleted": lambda gen: (gen / "manifest.json").unlink(),
+    "CURRENT names a missing generation": lambda gen: shutil.rmtree(gen),
+    "chunks truncated": lambda gen: _truncate(gen / "chunks.jsonl"),
+    "chunks deleted": lambda gen: (gen / "chunks.jsonl").unlink(),
+    "faiss file garbage": lambda gen: (gen / "chunks.faiss").write_bytes(b"not an index"),
+    "sentence vectors deleted": lambda gen: (gen / "sentences.npy").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_damaged_index_is_not_found_with_a_hint(tiny_copy, damage):
+    damage(generation(tiny_copy))
+    with pytest.raises(rag.IndexNotFound, match="python -m index build"):
+        store.load(tiny_copy, DEFAULT)
+
+
+@pytest.mark.parametrize("content", ["null", "[]"])
+def test_manifest_that_is_not_an_object_is_not_found(tiny_copy, content):
+    (generation(tiny_copy) / "manifest.json").write_text(content, encoding="utf-8")
+    with pytest.raises(rag.IndexNotFound, match="python -m index build"):
+        store.load(tiny_copy, DEFAULT)
+
+
+def test_open_index_rebuilds_a_corrupt_index(tiny_copy, tiny_docs):
+    _truncate(generation(tiny_copy) / "manifest.json")
+    index = rag.open_index(documents=tiny_docs, index_dir=tiny_copy, progress=False)
+    assert index.num_documents == len(tiny_docs)
+    assert store.load(tiny_copy, DEFAULT).chunks == index.chunks
+
+
+def test_duplicate_document_ids_are_refused(tmp_path, tiny_docs):
+    with pytest.raises(ValueError, match="unique"):
+        store.sync([*tiny_docs, tiny_docs[0]], tmp_path / "index", DEFAULT, progress=False)
+    assert not (tmp_path / "index").exists()
+
+
+def test_two_builds_in_the_same_second_both_succeed(tmp_path, tiny_docs, monkeypatch):
+    # the clock stands still: what happens whenever a small update follows a build within a second
+    monkeypatch.setattr(store, "time", types.SimpleNamespace(strftime=lambda fmt, *args: "20240101000000"))
+    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    after = store.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "index", DEFAULT, progress=False)
+    assert "lighthouse.txt" in after.manifest["documents"]
