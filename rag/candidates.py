@@ -1,0 +1,261 @@
+"""Answer candidates: the sentences of the retrieved passages, the spans in them that could answer, and
+the features a small learned ranker (logistic regression, ``ranker.json``) scores them by.
+
+Candidates are spaCy's entities (found at index time), pattern matches NER misses ("RMB21 billion",
+quoted names) and noun phrases. The features are general - how well the sentence matches the question,
+whether the span is of the kind the question wants, how close the question's words sit to it - so the
+weights, fitted on SQuAD (``python -m eval.train_ranker``), carry over to any corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .nlp import term_spans, terms
+from .question import LABELS, Question
+from .retrieval import Hit, Index
+
+RANKER_PATH = Path(__file__).with_name("ranker.json")
+
+# Patterns for answers NER misses or splits ("RMB21 billion", "2021-04-06", "30%").
+_PATTERNS: list[tuple[re.Pattern, str]] = [
+    (
+        re.compile(
+            r"(?:RMB|USD|US\$|HK\$|\$|€|£|¥|yuan\s)\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:billion|million|thousand|"
+            r"trillion|bn|m))?(?:\s(?:yuan|dollars|euros))?",
+            re.I,
+        ),
+        "MONEY",
+    ),
+    (re.compile(r"\d[\d,]*(?:\.\d+)?\s?(?:%|per\s?cent)", re.I), "PERCENT"),
+    (re.compile(r"(?<![\w-])(?:19|20)\d{2}-\d{1,2}-\d{1,2}(?![\w-])"), "DATE"),
+    # a name in quotes ("the “Bestune” brand") is often one NER does not know
+    (re.compile(r"(?<=[“\"])[^”\"\n]{2,40}(?=[”\"])"), "QUOTED"),
+    (
+        re.compile(
+            r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?:\s(?:billion|million|thousand|hundred|trillion))?(?![\w%])"
+        ),
+        "CARDINAL",
+    ),
+]
+
+# A date with a year or a month name ("March 31, 2021") answers "when" better than "this year".
+_CONCRETE_DATE = re.compile(
+    r"\b(?:1[5-9]|20)\d{2}s?\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b", re.I
+)
+
+MAX_NAMED = 0.5  # a span more than half made of the question's own words is not its answer
+CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
+NEAR_WORDS = 8.0  # distance, in words, at which a question word near a candidate counts half
+# sentence score = dense + LEX * word share + CHUNK * passage cosine: ranks sentences, orders the evidence
+W_SENT_LEX, W_CHUNK = 0.6, 0.3
+
+FEATURES = (
+    "sent_dense",  # cosine of the question and the sentence
+    "sent_lex",  # idf-weighted share of the question's words in the sentence (title words count)
+    "chunk_dense",  # cosine of the question and the passage
+    "chunk_fused",  # the passage's fused retrieval score
+    "sent_rank",  # 1 / (1 + rank of the sentence by its score)
+    "label_fit",  # how well the span's label fits the wanted kind (LABELS), 0 for a noun phrase
+    "label_primary",  # the span has the kind's main label
+    "is_phrase",  # a noun phrase rather than an entity
+    "phrase_q_phrase",  # a noun phrase for a question that wants no particular kind
+    "entity_q_phrase",  # an entity for such a question
+    "near_after",  # question words after the span, up to the next candidate, decayed by distance
+    "near_before",  # question words before it, likewise
+    "closest",  # 1 / (1 + words to the nearest question word)
+    "length",  # log(1 + words in the span)
+    "named_share",  # share of the span's words the question already uses
+    "vague_date",  # a DATE with neither year nor month ("this year")
+    "names_missing",  # share of the question's names its document lacks
+    "bias",
+)
+
+
+@dataclass
+class Sentence:
+    hit: Hit
+    rank_in_hits: int
+    start: int  # absolute offsets in the document
+    end: int
+    dense: float
+    lex: float
+    score: float
+    spans: tuple[tuple[int, int, str], ...]  # candidate spans: entities, pattern matches, noun phrases
+    term_positions: list[tuple[int, int, str]]  # the sentence's content words with their spans
+
+
+@dataclass
+class Candidate:
+    sentence: Sentence
+    start: int
+    end: int
+    label: str
+    features: np.ndarray
+    text: str
+    score: float = 0.0
+
+
+def score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index) -> list[Sentence]:
+    rows, owners = [], []
+    for rank, hit in enumerate(hits):
+        chunk = index.chunks[hit.chunk]
+        for sent, row in zip(chunk.sentences, index.stored.sentence_rows[hit.chunk], strict=True):
+            rows.append(row)
+            owners.append((rank, hit, chunk, sent))
+    if not rows:
+        return []
+    dense = np.asarray(index.stored.sentence_vectors[rows]) @ qvec
+    total = sum(q.weights.values()) or 1.0
+    titles = {hit.chunk: set(terms(index.chunks[hit.chunk].title)) for hit in hits}
+    context = {hit.chunk: set(terms(index.chunks[hit.chunk].text)) for hit in hits}
+    out = []
+    for (rank, hit, chunk, sent), d in zip(owners, dense.tolist(), strict=True):
+        local = chunk.text[sent.start - chunk.start : sent.end - chunk.start]
+        positions = [(sent.start + s, sent.start + e, t) for s, e, t in term_spans(local)]
+        present = {t for _, _, t in positions}
+        # a sentence need not repeat its topic: words of the document's title count in full for each
+        # of its sentences, words found elsewhere in the passage count in part
+        credit = 0.0
+        for t, w in q.weights.items():
+            if t in present or t in titles[hit.chunk]:
+                credit += w
+            elif t in context[hit.chunk]:
+                credit += CONTEXT_CREDIT * w
+        lex = credit / total
+        score = d + W_SENT_LEX * lex + W_CHUNK * hit.dense
+        out.append(Sentence(hit, rank, sent.start, sent.end, d, lex, score, _spans(sent, local), positions))
+    return out
+
+
+def _spans(sent, local: str) -> tuple[tuple[int, int, str], ...]:
+    """Entities, then pattern matches and noun phrases that no entity already covers."""
+    found = list(sent.entities)
+    extra = [
+        (sent.start + m.start(), sent.start + m.end(), label)
+        for p, label in _PATTERNS
+        for m in p.finditer(local)
+    ]
+    extra += [(s, e, "NP") for s, e in sent.phrases]
+    for s, e, label in extra:
+        if not any(a < e and s < b for a, b, _ in found):
+            found.append((s, e, label))
+    return tuple(sorted(found))
+
+
+def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Candidate]:
+    """Every span of the sentences that could answer ``q``, with its features."""
+    labels = LABELS[q.kind]
+    wants_phrase = not labels
+    name_weights = {t: index.idf.get(t, index.default_idf) for _, stems in q.names for t in stems}
+    order = sorted(range(len(sentences)), key=lambda i: -sentences[i].score)
+    rank_of = {i: r for r, i in enumerate(order)}
+    out: list[Candidate] = []
+    for i, sent in enumerate(sentences):
+        chunk = index.chunks[sent.hit.chunk]
+        title = set(terms(chunk.title))
+        # the question's words beyond its document's title say what is asked about the topic
+        focus = sum(w for t, w in q.weights.items() if t not in title) or 1.0
+        missing = _missing_share(name_weights, index.doc_terms[chunk.doc_id])
+        for n, (s, e, label) in enumerate(sent.spans):
+            text = chunk.text[s - chunk.start : e - chunk.start]
+            words = terms(text)
+            named = sum(w in q.named for w in words) / len(words) if words else 1.0
+            if named > MAX_NAMED:
+                continue  # the question already names (most of) it: it is the topic, not the answer
+            fit = labels.get(label, 0.0)
+            if labels and not fit:
+                continue  # a "when" is answered by a date, a "who" by a name: other spans are not candidates
+            # question words between this span and its neighbours of the same label say what it is
+            # ("Name, title of body, Name2, title2")
+            lo = max((b for a, b, other in sent.spans[:n] if other == label), default=sent.start)
+            hi = min((a for a, b, other in sent.spans[n + 1 :] if other == label), default=sent.end)
+            after = before = 0.0
+            closest = math.inf
+            for a, b, t in sent.term_positions:
+                w = q.weights.get(t)
+                if not w or (s <= a and b <= e):
+                    continue
+                gap = _gap(s, e, a, b, chunk.text, chunk.start)
+                closest = min(closest, gap)
+                if e <= a < hi:
+                    after += w / (1.0 + gap / NEAR_WORDS)
+                elif lo <= a and b <= s:
+                    before += w / (1.0 + gap / NEAR_WORDS)
+            is_phrase = label == "NP"
+            features = np.array(
+                [
+                    sent.dense,
+                    sent.lex,
+                    sent.hit.dense,
+                    sent.hit.score,
+                    1.0 / (1.0 + rank_of[i]),
+                    fit,
+                    float(fit == 1.0),
+                    float(is_phrase),
+                    float(is_phrase and wants_phrase),
+                    float(not is_phrase and wants_phrase),
+                    min(after / focus, 1.0),
+                    min(before / focus, 1.0),
+                    0.0 if closest == math.inf else 1.0 / (1.0 + closest),
+                    math.log1p(len(text.split())),
+                    named,
+                    float(label == "DATE" and not _CONCRETE_DATE.search(text)),
+                    missing,
+                    1.0,
+                ],
+                dtype=np.float32,
+            )
+            out.append(Candidate(sent, s, e, label, features, text))
+    return out
+
+
+def rank(cands: list[Candidate]) -> list[Candidate]:
+    """The candidates scored by the learned ranker (probability of being the answer), best first."""
+    if not cands:
+        return []
+    weights = ranker_weights()
+    logits = np.vstack([c.features for c in cands]) @ weights
+    for c, z in zip(cands, logits.tolist(), strict=True):
+        c.score = 1.0 / (1.0 + math.exp(-z))
+    return sorted(cands, key=lambda c: -c.score)
+
+
+@lru_cache(maxsize=1)
+def _ranker() -> dict:
+    try:
+        model = json.loads(RANKER_PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"the answer ranker {RANKER_PATH} is missing or damaged: reinstall rag") from e
+    if tuple(model.get("features", ())) != FEATURES:
+        raise RuntimeError(f"{RANKER_PATH} was fitted on other features: run python -m eval.train_ranker")
+    return model
+
+
+def ranker_weights() -> np.ndarray:
+    return np.asarray(_ranker()["weights"], dtype=np.float32)
+
+
+def ranker_threshold() -> float:
+    """Probability under which the best candidate is not offered as an answer."""
+    return float(_ranker()["abstain_below"])
+
+
+def _missing_share(weights: dict[str, float], present: set[str]) -> float:
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t not in present) / total if total else 0.0
+
+
+def _gap(s: int, e: int, a: int, b: int, text: str, offset: int) -> float:
+    """Words between two spans of the same sentence."""
+    lo, hi = (e, a) if e <= a else (b, s)
+    if hi <= lo:
+        return 0.0
+    return float(len(text[lo - offset : hi - offset].split()))

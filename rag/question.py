@@ -1,0 +1,156 @@
+"""Reading a question: the kind of answer it wants, its weighted words, its names, its context."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .nlp import terms
+from .retrieval import Index
+
+# --- what kind of answer a question wants -------------------------------------------------------
+# (pattern, kind); the earliest match in the question wins, so "In which city ... when" is a place.
+_KINDS: list[tuple[re.Pattern, str]] = [
+    # "why ...?", "how did ...?": an explanation, answered with a sentence rather than a span
+    (re.compile(r"^\s*(?:why|how)\b(?!\s+(?:many|much|long|old|large|far|big|often|tall))"), "explain"),
+    (
+        re.compile(
+            r"\bhow\s+(?:many|much)\b|\bhow\s+large\b|\b(?:what|which)\s+(?:is\s+the\s+|was\s+the\s+)?"
+            r"(?:number|amount|total|sum|value|percentage|share|proportion|figure|size|count)\b"
+        ),
+        "number",
+    ),
+    (re.compile(r"\b(?:what|which)\s+(?:\w+\s+)?(?:anniversary|rank|edition|session)\b"), "ordinal"),
+    (
+        re.compile(
+            r"\bwhen\b|\b(?:what|which)\s+(?:year|date|day|month|time|decade|century|period)\b"
+            r"|\bhow\s+long\b|\bhow\s+old\b"
+        ),
+        "date",
+    ),
+    (
+        re.compile(
+            r"\bwho(?:m|se)?\b|\b(?:what|which)\s+(?:\w+\s+)?(?:person|official|leader|man|woman|people|"
+            r"secretary|governor|mayor|director|chairman|chairwoman|president|manager|minister|deputy|"
+            r"head|chief|member|representative|executive|founder|editor|author|scientist|player|coach)\b"
+        ),
+        "person",
+    ),
+    (
+        re.compile(
+            r"\bwhere\b|\b(?:what|which)\s+(?:\w+\s+)?(?:city|cities|province|country|countries|place|"
+            r"region|town|district|location|county|prefecture|state|continent|area|village|capital)\b"
+        ),
+        "place",
+    ),
+    (
+        re.compile(
+            r"\b(?:what|which)\s+(?:\w+\s+)?(?:company|companies|organi[sz]ations?|institutes?|"
+            r"institutions?|group|firm|agency|body|university|enterprise|brand|department|ministry|"
+            r"cent(?:er|re)|committee|automaker|manufacturer|carmaker|team|party|government|bank|school|"
+            r"association|council|club|newspaper|network)\b"
+        ),
+        "organisation",
+    ),
+]
+
+# entity labels each kind accepts, with how much each counts
+LABELS: dict[str, dict[str, float]] = {
+    "date": {"DATE": 1.0, "TIME": 0.6},
+    "person": {"PERSON": 1.0, "ORG": 0.2, "NORP": 0.1},
+    "place": {"GPE": 1.0, "LOC": 1.0, "FAC": 0.8, "ORG": 0.3},
+    "organisation": {
+        "ORG": 1.0,
+        "PRODUCT": 0.6,
+        "QUOTED": 0.5,
+        "WORK_OF_ART": 0.4,
+        "FAC": 0.4,
+        "NORP": 0.3,
+        "GPE": 0.3,
+    },
+    "number": {"CARDINAL": 1.0, "MONEY": 1.0, "QUANTITY": 1.0, "PERCENT": 1.0, "ORDINAL": 0.5, "DATE": 0.3},
+    "ordinal": {"ORDINAL": 1.0, "CARDINAL": 0.3},
+    "phrase": {},
+    "explain": {},
+}
+
+# Follow-ups lean on the previous question: pronouns, "and ...?", "what about ...?"
+_FOLLOW_UP = re.compile(
+    r"\b(?:it|its|they|them|their|theirs|he|him|his|she|her|hers|this|that|these|those|"
+    r"there|the\s+same)\b|^\s*(?:and|also|what\s+about|how\s+about)\b",
+    re.I,
+)
+
+_ACRONYM = re.compile(r"^[A-Z0-9&]{2,6}s?$")
+HISTORY_WEIGHT = 0.3  # weight of the previous question's words in a follow-up, against the question's own
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    kind: str
+    weights: dict[str, float]  # stemmed content word -> weight (idf; less for words from history)
+    named: frozenset[str]  # words the question itself (or its context) names: never the answer
+    query: str  # what is sent to retrieval
+    names: tuple[tuple[str, tuple[str, ...]], ...]  # capitalised words and numbers, with their stems
+
+
+def question_kind(question: str) -> str:
+    q = question.lower()
+    best: tuple[int, str] | None = None
+    for pattern, kind in _KINDS:
+        m = pattern.search(q)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), kind)
+    return best[1] if best else "phrase"
+
+
+def last_turn(history: list[dict] | None, role: str) -> str | None:
+    for turn in reversed(history or []):
+        if isinstance(turn, dict) and turn.get("role") == role:
+            text = message_text(turn.get("content"))
+            if text.strip():
+                return text
+    return None
+
+
+def message_text(content) -> str:
+    """A chat message's text, whether a string or a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, list):
+        return " ".join(message_text(part) for part in content)
+    return ""
+
+
+def names(question: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The question's names (capitalised words) and numbers, each with its stemmed terms."""
+    found = []
+    text = question.lstrip()
+    for i, m in enumerate(re.finditer(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\w,.]*\w|\d)", text)):
+        word = m.group()
+        if i == 0 and m.start() == 0:
+            continue  # the first word of a question is capitalised anyway
+        if _ACRONYM.match(word) and not word[0].isdigit():
+            continue  # an acronym may stand for words the documents spell out ("CAS")
+        stems = tuple(terms(word))
+        if stems:
+            found.append((word, stems))
+    return tuple(found)
+
+
+def read_question(question: str, history: list[dict] | None, index: Index) -> Question:
+    weights = {t: index.idf.get(t, index.default_idf) for t in terms(question)}
+    named = set(weights)
+    query = question
+    previous = last_turn(history, "user")
+    if previous and (_FOLLOW_UP.search(question) or len(weights) < 2):
+        for t in terms(previous):
+            weights.setdefault(t, HISTORY_WEIGHT * index.idf.get(t, index.default_idf))
+            named.add(t)
+        # a follow-up asks for something new: what was just answered is not the answer again
+        named.update(terms(last_turn(history, "assistant") or ""))
+        query = f"{previous} {question}"
+    return Question(question, question_kind(question), weights, frozenset(named), query, names(question))

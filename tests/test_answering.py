@@ -1,0 +1,103 @@
+"""Question reading, answer candidates and the learned ranker: hand-worked cases; the candidate tests
+draw on the seeds index."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eval.train_ranker import fit
+from rag import candidates as cand
+from rag.answering import evidence
+from rag.question import LABELS, message_text, names, question_kind
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("When was the institute founded?", "date"),
+        ("In what year did it open?", "date"),
+        ("Who signed the agreement?", "person"),
+        ("Which official presided over the meeting?", "person"),
+        ("How many projects were signed?", "number"),
+        ("How much was the contract worth?", "number"),
+        ("Where was the conference held?", "place"),
+        ("In which city was the agreement signed?", "place"),
+        ("Which company built the car?", "organisation"),
+        ("Which anniversary was marked?", "ordinal"),
+        ("Why did the delegation visit?", "explain"),
+        ("How did the governor respond?", "explain"),
+        ("What did the secretary stress?", "phrase"),
+    ],
+)
+def test_question_kind(question, kind):
+    assert question_kind(question) == kind
+
+
+def test_names_are_capitalised_words_and_numbers_but_not_the_first_word_or_acronyms():
+    found = names("When did Hongqi launch the CAS car in 2021 and its 14th plan?")
+    assert [word for word, _ in found] == ["Hongqi", "2021", "14th"]
+    assert found[0][1] == ("hongqi",)
+
+
+def test_message_text_reads_strings_and_content_blocks():
+    assert message_text("plain") == "plain"
+    assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a b"
+    assert message_text(None) == ""
+
+
+def test_ranker_file_matches_the_features():
+    model = json.loads(cand.RANKER_PATH.read_text(encoding="utf-8"))
+    assert model["features"] == list(cand.FEATURES)
+    assert len(model["weights"]) == len(cand.FEATURES)
+    assert 0.0 <= model["abstain_below"] < 1.0
+
+
+def test_rank_orders_by_the_learned_score(monkeypatch):
+    weights = np.zeros(len(cand.FEATURES), dtype=np.float32)
+    weights[cand.FEATURES.index("label_fit")] = 2.0
+    monkeypatch.setattr(cand, "ranker_weights", lambda: weights)
+
+    def make(fit_value):
+        f = np.zeros(len(cand.FEATURES), dtype=np.float32)
+        f[cand.FEATURES.index("label_fit")] = fit_value
+        return cand.Candidate(sentence=None, start=0, end=1, label="X", features=f, text=str(fit_value))
+
+    ranked = cand.rank([make(0.0), make(1.0), make(0.5)])
+    assert [c.text for c in ranked] == ["1.0", "0.5", "0.0"]
+    assert ranked[0].score == pytest.approx(1 / (1 + np.exp(-2.0)))  # sigmoid(2 * 1.0), by hand
+
+
+def test_fit_separates_a_separable_set():
+    rng = np.random.default_rng(0)
+    x = np.hstack([rng.normal(size=(400, 2)), np.ones((400, 1))])
+    y = (x[:, 0] - x[:, 1] > 0).astype(float)
+    w = fit(x, y, l2=0.1)
+    assert w[0] > 0 > w[1]
+    assert ((x @ w > 0) == y.astype(bool)).mean() > 0.97
+
+
+def test_typed_question_gets_only_spans_of_its_type(seeds_index):
+    q, _, _, ranked = evidence(
+        "When was the Northeast Asian Automotive Research Institute founded?",
+        history=None,
+        k=5,
+        index=seeds_index,
+    )
+    assert q.kind == "date"
+    assert {c.label for c in ranked} <= set(LABELS["date"])
+    assert ranked[0].text == "March 31, 2021"
+    assert all(a.score >= b.score for a, b in zip(ranked, ranked[1:], strict=False))
+
+
+def test_spans_the_question_names_are_not_candidates(seeds_index):
+    _, _, _, ranked = evidence(
+        "Which organisation signed an agreement with the People’s Government of Jilin Province?",
+        history=None,
+        k=5,
+        index=seeds_index,
+    )
+    assert ranked
+    assert all("Government of Jilin Province" not in c.text for c in ranked)
