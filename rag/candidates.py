@@ -136,18 +136,36 @@ def score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index
 
 
 def _spans(sent, local: str) -> tuple[tuple[int, int, str], ...]:
-    """Entities, then pattern matches and noun phrases that no entity already covers."""
+    """Entities, then pattern matches and noun phrases (single or coordinated) that overlap no entity."""
     found = list(sent.entities)
-    extra = [
-        (sent.start + m.start(), sent.start + m.end(), label)
-        for p, label in _PATTERNS
-        for m in p.finditer(local)
-    ]
-    extra += [(s, e, "NP") for s, e in sent.phrases]
-    for s, e, label in extra:
-        if not any(a < e and s < b for a, b, _ in found):
-            found.append((s, e, label))
+    for pattern, label in _PATTERNS:
+        for m in pattern.finditer(local):
+            s, e = sent.start + m.start(), sent.start + m.end()
+            if not any(a < e and s < b for a, b, _ in found):
+                found.append((s, e, label))
+    named = list(found)
+    for s, e in [*sent.phrases, *_coordinations(sent, local)]:
+        if not any(a < e and s < b for a, b, _ in named):
+            found.append((s, e, "NP"))
     return tuple(sorted(found))
+
+
+_COORDINATOR = re.compile(r"\s*(?:,|,?\s+(?:and|or))\s*")
+
+
+def _coordinations(sent, local: str) -> list[tuple[int, int]]:
+    """Noun phrases joined by commas and "and"/"or" ("resources and environment, advanced materials, and
+    new energy"): a list is often the answer, and spaCy gives its items one by one."""
+    out = []
+    run: list[tuple[int, int]] = []
+    for s, e in [*sorted(sent.phrases), (None, None)]:
+        if s is not None and run and _COORDINATOR.fullmatch(local[run[-1][1] - sent.start : s - sent.start]):
+            run.append((s, e))
+            continue
+        if len(run) > 1:
+            out.append((run[0][0], run[-1][1]))
+        run = [(s, e)] if s is not None else []
+    return out
 
 
 def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Candidate]:
