@@ -9,50 +9,52 @@ from .nlp import terms
 from .retrieval import Index
 
 # --- what kind of answer a question wants -------------------------------------------------------
-# (pattern, kind); the earliest match in the question wins, so "In which city ... when" is a place.
+# Cues by wh-word; the earliest cue in the question wins, so "In which city ... when" is a place.
 _KINDS: list[tuple[re.Pattern, str]] = [
     # "why ...?", "how did ...?": an explanation, answered with a sentence rather than a span
     (re.compile(r"^\s*(?:why|how)\b(?!\s+(?:many|much|long|old|large|far|big|often|tall))"), "explain"),
-    (
-        re.compile(
-            r"\bhow\s+(?:many|much)\b|\bhow\s+large\b|\b(?:what|which)\s+(?:is\s+the\s+|was\s+the\s+)?"
-            r"(?:number|amount|total|sum|value|percentage|share|proportion|figure|size|count)\b"
-        ),
+    (re.compile(r"\bhow\s+(?:many|much|large)\b"), "number"),
+    (re.compile(r"\bwhen\b|\bhow\s+(?:long|old)\b"), "date"),
+    (re.compile(r"\bwho(?:m|se)?\b"), "person"),
+    (re.compile(r"\bwhere\b"), "place"),
+]
+# "which/what <noun phrase>": the kind of its head noun, the last noun of these that it contains
+# ("Which FAW Group director ..." wants a person, "Which city's government ..." an organisation).
+_HEAD_NOUNS: dict[str, str] = {
+    **dict.fromkeys(
+        "number amount total sum value percentage share proportion figure size count price cost".split(),
         "number",
     ),
-    (re.compile(r"\b(?:what|which)\s+(?:\w+\s+)?(?:anniversary|rank|edition|session)\b"), "ordinal"),
-    (
-        re.compile(
-            r"\bwhen\b|\b(?:what|which)\s+(?:year|date|day|month|time|decade|century|period)\b"
-            r"|\bhow\s+long\b|\bhow\s+old\b"
-        ),
-        "date",
-    ),
-    (
-        re.compile(
-            r"\bwho(?:m|se)?\b|\b(?:what|which)\s+(?:\w+\s+)?(?:person|official|leader|man|woman|people|"
-            r"secretary|governor|mayor|director|chairman|chairwoman|president|manager|minister|deputy|"
-            r"head|chief|member|representative|executive|founder|editor|author|scientist|player|coach)\b"
-        ),
+    **dict.fromkeys("anniversary rank edition session".split(), "ordinal"),
+    **dict.fromkeys("year date day month time decade century period".split(), "date"),
+    **dict.fromkeys(
+        """person official leader man woman people secretary governor mayor director chairman chairwoman
+        president manager minister deputy head chief member representative executive founder editor author
+        scientist player coach""".split(),
         "person",
     ),
-    (
-        re.compile(
-            r"\bwhere\b|\b(?:what|which)\s+(?:\w+\s+)?(?:city|cities|province|country|countries|place|"
-            r"region|town|district|location|county|prefecture|state|continent|area|village|capital)\b"
-        ),
+    **dict.fromkeys(
+        """city cities province country countries place region town district location county prefecture
+        state continent area village capital""".split(),
         "place",
     ),
-    (
-        re.compile(
-            r"\b(?:what|which)\s+(?:\w+\s+)?(?:company|companies|organi[sz]ations?|institutes?|"
-            r"institutions?|group|firm|agency|body|university|enterprise|brand|department|ministry|"
-            r"cent(?:er|re)|committee|automaker|manufacturer|carmaker|team|party|government|bank|school|"
-            r"association|council|club|newspaper|network)\b"
-        ),
+    **dict.fromkeys(
+        """company companies organization organisation organizations organisations institute institutes
+        institution institutions group firm agency body university enterprise brand department ministry
+        center centre committee automaker manufacturer carmaker team party government bank school
+        association council club newspaper network""".split(),
         "organisation",
     ),
-]
+}
+_WHICH = re.compile(
+    r"\b(?:which|what)\s+(?:(?:is|was|are|were)\s+(?:the\s+)?)?((?:[\w'’-]+\s+){0,5}[\w'’-]+)"
+)
+# words that end the noun phrase after "which/what"
+_STOP_HEAD = frozenset(
+    "is was were are did does do has had have will would can could should may might "
+    "of in and or that who".split()
+)
+
 
 # entity labels each kind accepts, with how much each counts
 LABELS: dict[str, dict[str, float]] = {
@@ -97,12 +99,21 @@ class Question:
 
 def question_kind(question: str) -> str:
     q = question.lower()
-    best: tuple[int, str] | None = None
+    found: list[tuple[int, str]] = []
     for pattern, kind in _KINDS:
         m = pattern.search(q)
-        if m and (best is None or m.start() < best[0]):
-            best = (m.start(), kind)
-    return best[1] if best else "phrase"
+        if m:
+            found.append((m.start(), kind))
+    for m in _WHICH.finditer(q):
+        head = None
+        for word in m.group(1).split():
+            if word in _STOP_HEAD:
+                break
+            head = _HEAD_NOUNS.get(re.sub(r"['’]s$", "", word), head)
+        if head:
+            found.append((m.start(), head))
+            break
+    return min(found)[1] if found else "phrase"
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:

@@ -30,6 +30,11 @@ from rag.question import LABELS, message_text, names, question_kind
         ("Why did the delegation visit?", "explain"),
         ("How did the governor respond?", "explain"),
         ("What did the secretary stress?", "phrase"),
+        # the head noun of "which/what ..." decides, not the first noun
+        ("Which FAW Group director and deputy secretary spoke?", "person"),
+        ("Which city's government signed?", "organisation"),
+        ("What is the total amount?", "number"),
+        ("What kind of centre is it?", "phrase"),
     ],
 )
 def test_question_kind(question, kind):
