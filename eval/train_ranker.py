@@ -38,7 +38,7 @@ def collect(items, index, *, k: int):
 
     groups = []
     for item in items:
-        _, _, _, ranked = evidence(item.question, history=None, k=k, index=index)
+        _, _, _, ranked = evidence(item.question, history=None, k=k, index=index)  # unranked spans
         if not ranked:
             groups.append((np.zeros((0, 0), dtype=np.float32), np.zeros(0), [], item))
             continue

@@ -28,17 +28,17 @@ _QUOTES = "\"'“”‘’«» "
 
 
 def evidence(question: str, *, history: list[dict] | None, k: int, index: Index):
-    """The question read, the passages retrieved, their sentences and the ranked answer candidates."""
+    """The question read, the passages retrieved, their sentences and the answer candidates (unranked)."""
     q = read_question(question, history, index)
     qvec = embed([q.query])[0]
     hits = index.search(q.query, k=k, query_vector=qvec)
     sentences = score_sentences(q, qvec, hits, index)
-    ranked = rank(candidates(q, sentences, index)) if q.kind != "explain" else []
-    return q, hits, sentences, ranked
+    spans = candidates(q, sentences, index) if q.kind != "explain" else []
+    return q, hits, sentences, spans
 
 
 def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -> Answer:
-    q, hits, sentences, ranked = evidence(question, history=history, k=k, index=index)
+    q, hits, sentences, spans = evidence(question, history=history, k=k, index=index)
     if not hits:
         return Answer(ABSTAIN_TEXT, True, [], None, q.kind)
     unknown = [word for word, stems in q.names if not all(t in index.idf for t in stems)]
@@ -49,6 +49,7 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
         if best is None or best.score < EXPLAIN_BELOW:
             return _abstain(q, hits, index, [])
         return _reply(q, best, None, hits, index)
+    ranked = rank(spans)
     if not ranked or ranked[0].score < ranker_threshold():
         return _abstain(q, hits, index, [])
     return _reply(q, ranked[0].sentence, ranked[0], hits, index)

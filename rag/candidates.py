@@ -70,6 +70,7 @@ FEATURES = (
     "entity_q_phrase",  # an entity for such a question
     "near_after",  # question words after the span, up to the next candidate, decayed by distance
     "near_before",  # question words before it, likewise
+    "apposition",  # question words in an apposition after it, up to the next candidate of its label
     "closest",  # 1 / (1 + words to the nearest question word)
     "length",  # log(1 + words in the span)
     "named_share",  # share of the span's words the question already uses
@@ -195,8 +196,10 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
             # ("Name, title of body, Name2, title2")
             lo = max((b for a, b, other in sent.spans[:n] if other == label), default=sent.start)
             hi = min((a for a, b, other in sent.spans[n + 1 :] if other == label), default=sent.end)
-            after = before = 0.0
+            after = before = apposed = 0.0
             closest = math.inf
+            # "Name, title of body, ...": words in an apposition right after the span describe it
+            apposition = chunk.text[e - chunk.start : e - chunk.start + 2].startswith(",")
             for a, b, t in sent.term_positions:
                 w = q.weights.get(t)
                 if not w or (s <= a and b <= e):
@@ -205,6 +208,8 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                 closest = min(closest, gap)
                 if e <= a < hi:
                     after += w / (1.0 + gap / NEAR_WORDS)
+                    if apposition:
+                        apposed += w
                 elif lo <= a and b <= s:
                     before += w / (1.0 + gap / NEAR_WORDS)
             is_phrase = label == "NP"
@@ -222,6 +227,7 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                     float(not is_phrase and wants_phrase),
                     min(after / focus, 1.0),
                     min(before / focus, 1.0),
+                    min(apposed / focus, 1.0),
                     0.0 if closest == math.inf else 1.0 / (1.0 + closest),
                     math.log1p(len(text.split())),
                     named,

@@ -85,13 +85,14 @@ def test_fit_separates_a_separable_set():
 
 
 def test_typed_question_gets_only_spans_of_its_type(seeds_index):
-    q, _, _, ranked = evidence(
+    q, _, _, spans = evidence(
         "When was the Northeast Asian Automotive Research Institute founded?",
         history=None,
         k=5,
         index=seeds_index,
     )
     assert q.kind == "date"
+    ranked = cand.rank(spans)
     assert {c.label for c in ranked} <= set(LABELS["date"])
     assert ranked[0].text == "March 31, 2021"
     assert all(a.score >= b.score for a, b in zip(ranked, ranked[1:], strict=False))
