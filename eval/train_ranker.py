@@ -4,7 +4,7 @@ The SQuAD v1.1 dev articles are split in two by their position in the file: ques
 articles train, questions of the odd ones are held out to report on. Every question goes through the real
 pipeline (retrieval over all 2,067 paragraphs, sentence scoring, candidate spans); a candidate is a
 positive when its SQuAD F1 against a gold answer is at least POSITIVE_F1. The model is an L2-regularised
-logistic regression fitted by Newton's method (18 weights: numpy is enough).
+logistic regression fitted by Newton's method (a weight per feature: numpy is enough).
 Nothing here reads our own questions.
 """
 
