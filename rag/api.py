@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from .errors import InvalidQuestion, SourceNotFound
 from .retrieval import Index
 from .store import sync
 from .types import Answer, Citation, Document
+
+UPLOADS = "uploads"  # folder under the index directory for documents added from the chat page
 
 _default: Index | None = None
 _default_lock = threading.Lock()
@@ -32,18 +35,24 @@ def open_index(
     (``RAG_SOURCE_DIR``, default ``seeds/``). Only new or changed documents are embedded.
     """
     settings = get_settings()
+    index_dir = Path(index_dir) if index_dir else settings.index_dir
     if documents is None:
         folder = Path(source) if source is not None else settings.source_dir
-        documents = load_documents(folder)
+        documents = corpus(folder, index_dir)
         if not documents:
             raise SourceNotFound(f"no readable .txt or .md documents in {folder}")
-    stored = sync(
-        documents,
-        Path(index_dir) if index_dir else settings.index_dir,
-        chunking or settings.chunk,
-        progress=progress,
-    )
+    stored = sync(documents, index_dir, chunking or settings.chunk, progress=progress)
     return Index(stored, fusion=fusion)
+
+
+def corpus(source: Path, index_dir: Path) -> list[Document]:
+    """The documents of ``source``, plus any uploaded into ``<index_dir>/uploads`` (by the chat page),
+    whose ids are ``uploads/<name>``: every entry point indexes the same set, so none drops the others'."""
+    documents = load_documents(source)
+    uploads = Path(index_dir) / UPLOADS
+    if uploads.is_dir():
+        documents += [dataclasses.replace(d, id=f"{UPLOADS}/{d.id}") for d in load_documents(uploads)]
+    return documents
 
 
 def default_index() -> Index:

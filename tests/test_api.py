@@ -149,3 +149,18 @@ def test_ask_without_documents_says_where_it_looked(tmp_path):
     # the autouse fixture points RAG_SOURCE_DIR at a folder that does not exist
     with pytest.raises(rag.SourceNotFound, match=re.escape(str(tmp_path / "docs"))):
         rag.ask(FOUNDED)
+
+
+def test_every_entry_point_indexes_the_chat_uploads_too(tmp_path, tiny_source):
+    index_dir = tmp_path / "index"
+    (index_dir / "uploads").mkdir(parents=True)
+    (index_dir / "uploads" / "lighthouse.txt").write_text(
+        "The Lighthouse\n\nThe lighthouse on Cape Vell was lit in 1871 by keeper Ada Rowe.\n",
+        encoding="utf-8",
+    )
+    index = rag.open_index(source=tiny_source, index_dir=index_dir, progress=False)
+    ids = set(index.stored.manifest["documents"])
+    assert "uploads/lighthouse.txt" in ids
+    assert len(ids) == len(list(tiny_source.iterdir())) + 1
+    answer = rag.ask("Who lit the lighthouse on Cape Vell?", index=index)
+    assert answer.citations[0].source == "uploads/lighthouse.txt"

@@ -1,0 +1,59 @@
+"""python -m ui - serve the chat on this machine, answering from a folder of documents."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rag import RagError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ui", description=__doc__)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument(
+        "--source", type=Path, help="folder of .txt/.md documents (default: RAG_SOURCE_DIR or seeds/)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("rag").setLevel(logging.INFO)
+
+    print("Loading gradio…", flush=True)
+    from .app import Library, create_app, launch_options
+
+    library = Library(source=args.source)
+    print(f"Opening the index of {library.source} in {library.index_dir}…", flush=True)
+    try:
+        library.load(progress=True)
+        library.warm_up()
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(library.status(), flush=True)
+    demo = create_app(library)
+    try:
+        _, url, _ = demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_options(),
+        )
+    except OSError as e:
+        print(f"error: cannot listen on {args.host}:{args.port} ({e}); try --port", file=sys.stderr)
+        return 2
+    print(f"Chat ready at {url} - press Ctrl+C to stop", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
