@@ -126,13 +126,13 @@ def last_turn(history: list[dict] | None, role: str) -> str | None:
 
 
 def message_text(content) -> str:
-    """A chat message's text, whether a string or a list of content blocks."""
+    """A chat message's text: a string, a ``{"text": ...}`` block, or a list of them."""
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
-        return str(content.get("text") or "")
+        return message_text(content.get("text", content.get("content", "")))
     if isinstance(content, list):
-        return " ".join(message_text(part) for part in content)
+        return "\n".join(t for t in (message_text(part) for part in content) if t)
     return ""
 
 

@@ -49,7 +49,7 @@ def test_names_are_capitalised_words_and_numbers_but_not_the_first_word_or_acron
 
 def test_message_text_reads_strings_and_content_blocks():
     assert message_text("plain") == "plain"
-    assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a b"
+    assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a\nb"
     assert message_text(None) == ""
 
 

@@ -26,6 +26,7 @@ from rag import Answer, Citation, Index, RagError, ask, open_index
 from rag.api import UPLOADS, corpus
 from rag.config import MAX_QUESTION_CHARS, get_settings
 from rag.documents import SUFFIXES
+from rag.question import message_text
 
 TITLE = "Ask the documents"
 EXAMPLES = [
@@ -115,17 +116,6 @@ def _stream_pieces(answer: Answer) -> list[str]:
 
 def assistant(content: str) -> dict:
     return {"role": "assistant", "content": content}
-
-
-def message_text(content) -> str:
-    """A chat message's text: a string, a ``{"text": ...}`` block, or a list of them."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return message_text(content.get("text", content.get("content", "")))
-    if isinstance(content, list):
-        return "\n".join(t for t in (message_text(part) for part in content) if t)
-    return ""
 
 
 def conversation(history: list[dict] | None) -> list[dict]:
