@@ -83,7 +83,6 @@ FEATURES = (
 @dataclass
 class Sentence:
     hit: Hit
-    rank_in_hits: int
     start: int  # absolute offsets in the document
     end: int
     dense: float
@@ -106,33 +105,32 @@ class Candidate:
 
 def score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index) -> list[Sentence]:
     rows, owners = [], []
-    for rank, hit in enumerate(hits):
+    for hit in hits:
         chunk = index.chunks[hit.chunk]
         for sent, row in zip(chunk.sentences, index.stored.sentence_rows[hit.chunk], strict=True):
             rows.append(row)
-            owners.append((rank, hit, chunk, sent))
+            owners.append((hit, chunk, sent))
     if not rows:
         return []
     dense = np.asarray(index.stored.sentence_vectors[rows]) @ qvec
     total = sum(q.weights.values()) or 1.0
-    titles = {hit.chunk: set(terms(index.chunks[hit.chunk].title)) for hit in hits}
-    context = {hit.chunk: set(terms(index.chunks[hit.chunk].text)) for hit in hits}
     out = []
-    for (rank, hit, chunk, sent), d in zip(owners, dense.tolist(), strict=True):
+    for (hit, chunk, sent), d in zip(owners, dense.tolist(), strict=True):
         local = chunk.text[sent.start - chunk.start : sent.end - chunk.start]
         positions = [(sent.start + s, sent.start + e, t) for s, e, t in term_spans(local)]
         present = {t for _, _, t in positions}
         # a sentence need not repeat its topic: words of the document's title count in full for each
         # of its sentences, words found elsewhere in the passage count in part
+        title, context = index.title_terms[chunk.doc_id], index.chunk_terms[hit.chunk]
         credit = 0.0
         for t, w in q.weights.items():
-            if t in present or t in titles[hit.chunk]:
+            if t in present or t in title:
                 credit += w
-            elif t in context[hit.chunk]:
+            elif t in context:
                 credit += CONTEXT_CREDIT * w
         lex = credit / total
         score = d + W_SENT_LEX * lex + W_CHUNK * hit.dense
-        out.append(Sentence(hit, rank, sent.start, sent.end, d, lex, score, _spans(sent, local), positions))
+        out.append(Sentence(hit, sent.start, sent.end, d, lex, score, _spans(sent, local), positions))
     return out
 
 
@@ -179,7 +177,7 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
     out: list[Candidate] = []
     for i, sent in enumerate(sentences):
         chunk = index.chunks[sent.hit.chunk]
-        title = set(terms(chunk.title))
+        title = index.title_terms[chunk.doc_id]
         # the question's words beyond its document's title say what is asked about the topic
         focus = sum(w for t, w in q.weights.items() if t not in title) or 1.0
         missing = _missing_share(name_weights, index.doc_terms[chunk.doc_id])

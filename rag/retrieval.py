@@ -53,7 +53,10 @@ class Index:
         self._bm25 = bm25s.BM25()
         if self.chunks:
             self._bm25.index(tokens, show_progress=False)
-        # the words of each document, to check that an answer's document names what the question names
+        # word sets the answering stage reads on every question, made once here: each passage's (with
+        # its title), each document's title, and each document's
+        self.chunk_terms = [frozenset(toks) for toks in tokens]
+        self.title_terms = {c.doc_id: frozenset(terms(c.title)) for c in self.chunks}
         self.doc_terms: dict[str, set[str]] = {}
         for c, toks in zip(self.chunks, tokens, strict=True):
             self.doc_terms.setdefault(c.doc_id, set()).update(toks)
