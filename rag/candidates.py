@@ -1,10 +1,11 @@
 """Answer candidates: the sentences of the retrieved passages, the spans in them that could answer, and
 the features a small learned ranker (logistic regression, ``ranker.json``) scores them by.
 
-Candidates are spaCy's entities (found at index time), pattern matches NER misses ("RMB21 billion",
-quoted names) and noun phrases. The features are general - how well the sentence matches the question,
-whether the span is of the kind the question wants, how close the question's words sit to it - so the
-weights, fitted on SQuAD (``python -m eval.train_ranker``), carry over to any corpus.
+Candidates are spaCy's entities (found when a question first reads the sentence), pattern matches NER
+misses ("RMB21 billion", quoted names) and noun phrases. The features are general - how well the
+sentence matches the question, whether the span is of the kind the question wants, how close the
+question's words sit to it - so the weights, fitted on SQuAD (``python -m eval.train_ranker``), carry
+over to any corpus.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .nlp import term_spans, terms
+from .nlp import annotate, term_spans, terms
 from .question import LABELS, Question
 from .retrieval import Hit, Index
 
@@ -51,6 +52,7 @@ _CONCRETE_DATE = re.compile(
     r"\b(?:1[5-9]|20)\d{2}s?\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b", re.I
 )
 
+READ_TOP = 5  # sentences per question whose entities and noun phrases become candidates
 MAX_NAMED = 0.5  # a span more than half made of the question's own words is not its answer
 CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
 NEAR_WORDS = 8.0  # distance, in words, at which a question word near a candidate counts half
@@ -107,12 +109,12 @@ def score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index
     rows, owners = [], []
     for hit in hits:
         chunk = index.chunks[hit.chunk]
-        for sent, row in zip(chunk.sentences, index.stored.sentence_rows[hit.chunk], strict=True):
+        for sent, row in zip(chunk.sentences, index.stored.sentence_rows(hit.chunk), strict=True):
             rows.append(row)
             owners.append((hit, chunk, sent))
     if not rows:
         return []
-    dense = np.asarray(index.stored.sentence_vectors[rows]) @ qvec
+    dense = np.asarray(index.stored.sentence_vectors[rows], dtype=np.float32) @ qvec
     total = sum(q.weights.values()) or 1.0
     out = []
     for (hit, chunk, sent), d in zip(owners, dense.tolist(), strict=True):
@@ -130,20 +132,51 @@ def score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index
                 credit += CONTEXT_CREDIT * w
         lex = credit / total
         score = d + W_SENT_LEX * lex + W_CHUNK * hit.dense
-        out.append(Sentence(hit, sent.start, sent.end, d, lex, score, _spans(sent, local), positions))
+        out.append(Sentence(hit, sent.start, sent.end, d, lex, score, (), positions))
     return out
 
 
-def _spans(sent, local: str) -> tuple[tuple[int, int, str], ...]:
+def read_closely(sentences: list[Sentence], index: Index, *, top: int = READ_TOP) -> list[int]:
+    """Find the candidate spans of the ``top`` best sentences (spaCy runs here, at question time, on a
+    few sentences rather than on the whole corpus at build time); returns their positions, best first."""
+    order = sorted(range(len(sentences)), key=lambda i: -sentences[i].score)
+    chosen, keys = [], {}
+    for i in order:
+        key = (index.chunks[sentences[i].hit.chunk].doc_id, sentences[i].start, sentences[i].end)
+        if key not in keys.values():  # the same sentence in two overlapping passages is read once
+            keys[i] = key
+            chosen.append(i)
+        if len(chosen) == top:
+            break
+    cache = index.annotations
+    missing = [i for i in chosen if keys[i] not in cache]
+    if missing:
+        texts = [_local(sentences[i], index) for i in missing]
+        for i, found in zip(missing, annotate(texts), strict=True):
+            cache[keys[i]] = found
+    for i in chosen:
+        sent = sentences[i]
+        ents, phrases = cache[keys[i]]
+        sent.spans = _spans(sent, _local(sent, index), ents, phrases)
+    return chosen
+
+
+def _local(sent: Sentence, index: Index) -> str:
+    chunk = index.chunks[sent.hit.chunk]
+    return chunk.text[sent.start - chunk.start : sent.end - chunk.start]
+
+
+def _spans(sent: Sentence, local: str, ents, phrases) -> tuple[tuple[int, int, str], ...]:
     """Entities, then pattern matches and noun phrases (single or coordinated) that overlap no entity."""
-    found = list(sent.entities)
+    found = [(sent.start + s, sent.start + e, label) for s, e, label in ents]
+    phrases = sorted((sent.start + s, sent.start + e) for s, e in phrases)
     for pattern, label in _PATTERNS:
         for m in pattern.finditer(local):
             s, e = sent.start + m.start(), sent.start + m.end()
             if not any(a < e and s < b for a, b, _ in found):
                 found.append((s, e, label))
     named = list(found)
-    for s, e in [*sent.phrases, *_coordinations(sent, local)]:
+    for s, e in [*phrases, *_coordinations(sent.start, phrases, local)]:
         if not any(a < e and s < b for a, b, _ in named):
             found.append((s, e, "NP"))
     return tuple(sorted(found))
@@ -152,13 +185,13 @@ def _spans(sent, local: str) -> tuple[tuple[int, int, str], ...]:
 _COORDINATOR = re.compile(r"\s*(?:,|,?\s+(?:and|or))\s*")
 
 
-def _coordinations(sent, local: str) -> list[tuple[int, int]]:
+def _coordinations(base: int, phrases: list[tuple[int, int]], local: str) -> list[tuple[int, int]]:
     """Noun phrases joined by commas and "and"/"or" ("resources and environment, advanced materials, and
     new energy"): a list is often the answer, and spaCy gives its items one by one."""
     out = []
     run: list[tuple[int, int]] = []
-    for s, e in [*sorted(sent.phrases), (None, None)]:
-        if s is not None and run and _COORDINATOR.fullmatch(local[run[-1][1] - sent.start : s - sent.start]):
+    for s, e in [*phrases, (None, None)]:
+        if s is not None and run and _COORDINATOR.fullmatch(local[run[-1][1] - base : s - base]):
             run.append((s, e))
             continue
         if len(run) > 1:
@@ -175,7 +208,8 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
     order = sorted(range(len(sentences)), key=lambda i: -sentences[i].score)
     rank_of = {i: r for r, i in enumerate(order)}
     out: list[Candidate] = []
-    for i, sent in enumerate(sentences):
+    for i in read_closely(sentences, index):
+        sent = sentences[i]
         chunk = index.chunks[sent.hit.chunk]
         title = index.title_terms[chunk.doc_id]
         # the question's words beyond its document's title say what is asked about the topic

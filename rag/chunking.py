@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .config import ChunkSettings
 from .documents import content_runs
-from .nlp import Sentence, analyze, count_tokens
+from .nlp import Sentence, count_tokens, split
 from .types import Document
 
 
@@ -32,13 +32,19 @@ class Chunk:
             return self.text
         return f"{self.title}\n{self.text}"
 
+    @property
+    def sentence_spans(self) -> list[tuple[int, int]]:
+        """Each sentence's span in :attr:`embedding_text`."""
+        shift = len(self.embedding_text) - len(self.text) - self.start
+        return [(s.start + shift, s.end + shift) for s in self.sentences]
+
 
 DEFAULT_SETTINGS = ChunkSettings()
 
 
 def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) -> list[Chunk]:
     runs = content_runs(doc.text)
-    sentences = analyze(doc.text, runs)
+    sentences = split(doc.text, runs)
     chunks: list[Chunk] = []
     for run_start, run_end in runs:
         if doc.text[run_start:run_end].strip() == doc.title:

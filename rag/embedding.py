@@ -47,3 +47,71 @@ def embed(texts: list[str], *, progress: bool = False) -> np.ndarray:
         show_progress_bar=progress and len(texts) >= PROGRESS_MIN_TEXTS,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def encode_passages(
+    texts: list[str], sentence_spans: list[list[tuple[int, int]]], *, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Passage vectors and, from the same forward pass, a vector for each sentence of each passage.
+
+    A passage vector is exactly what ``SentenceTransformer.encode`` returns (mean of the token
+    embeddings, normalised). A sentence vector is the mean of the same contextual token embeddings over
+    the sentence's characters, so sentences cost no second pass through the model: the build runs at
+    the encoder's own speed. Returns ``(passages, sentences)``, sentences in passage order.
+    """
+    import torch
+    from tqdm import tqdm
+
+    if len(texts) != len(sentence_spans):
+        raise ValueError("one list of sentence spans per passage is needed")
+    num_sents = sum(len(s) for s in sentence_spans)
+    passages = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+    sentences = np.zeros((num_sents, DIMENSION), dtype=np.float32)
+    if not texts:
+        return passages, sentences
+    first = np.cumsum([0] + [len(s) for s in sentence_spans])
+    model = get_model()
+    # longest first, as sentence-transformers does: batches of similar length waste little padding
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    missed: list[tuple[int, int]] = []  # (sentence row, passage) of sentences cut off by truncation
+    quiet = not progress or len(texts) < PROGRESS_MIN_TEXTS
+    bar = tqdm(total=len(texts), desc="embedding", unit="chunk", disable=quiet)
+    with bar, torch.inference_mode():
+        for b in range(0, len(order), BATCH_SIZE):
+            batch = order[b : b + BATCH_SIZE]
+            features = model.tokenizer(
+                [texts[i] for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=model.max_seq_length,
+                return_offsets_mapping=True,
+                return_tensors="pt",
+            )
+            offsets = features.pop("offset_mapping").numpy()
+            out = model(dict(features))
+            passages[batch] = out["sentence_embedding"].float().numpy()
+            tokens = out["token_embeddings"].float().numpy()
+            mask = features["attention_mask"].numpy().astype(bool)
+            for j, i in enumerate(batch):
+                spans = sentence_spans[i]
+                if not spans:
+                    continue
+                starts, ends = offsets[j, :, 0], offsets[j, :, 1]
+                real = mask[j] & (ends > starts)  # no padding, no [CLS]/[SEP]
+                for n, (a, b_) in enumerate(spans):
+                    inside = real & (starts >= a) & (ends <= b_)
+                    row = first[i] + n
+                    if inside.any():
+                        sentences[row] = tokens[j][inside].mean(axis=0)
+                    else:
+                        missed.append((row, i))
+            bar.update(len(batch))
+    if missed:  # sentences past the model's 256 word pieces: embed them on their own
+        texts_missed = [
+            texts[i][sentence_spans[i][row - first[i]][0] : sentence_spans[i][row - first[i]][1]]
+            for row, i in missed
+        ]
+        sentences[[row for row, _ in missed]] = embed(texts_missed)
+    norms = np.linalg.norm(sentences, axis=1, keepdims=True)
+    sentences /= np.maximum(norms, 1e-12)
+    return passages, sentences

@@ -9,9 +9,9 @@ that are merely middling in both rankings.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections import Counter
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,34 +37,28 @@ class Hit:
 
 
 class Index:
-    """A loaded index, ready to search. Build one with :func:`rag.open_index`."""
+    """A loaded index, ready to search. Build one with :func:`rag.open_index`.
+
+    Opening one reads no passage: word sets and document frequencies are looked up when a question
+    needs them, so the first answer after start is fast at any index size.
+    """
 
     def __init__(self, stored: StoredIndex, *, fusion: str = "convex"):
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG at import; its chatter is not ours to show
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
         self.fusion = fusion
         self.stored = stored
-        self.chunks: list[Chunk] = stored.chunks
-        tokens = [terms(c.embedding_text) for c in self.chunks]
-        self._bm25 = bm25s.BM25()
-        if self.chunks:
-            self._bm25.index(tokens, show_progress=False)
-        # word sets the answering stage reads on every question, made once here: each passage's (with
-        # its title), each document's title, and each document's
-        self.chunk_terms = [frozenset(toks) for toks in tokens]
-        self.title_terms = {c.doc_id: frozenset(terms(c.title)) for c in self.chunks}
-        self.doc_terms: dict[str, set[str]] = {}
-        for c, toks in zip(self.chunks, tokens, strict=True):
-            self.doc_terms.setdefault(c.doc_id, set()).update(toks)
-        df = Counter(t for toks in tokens for t in set(toks))
-        n = max(len(tokens), 1)
-        # BM25's idf, reused to weigh question words when scoring sentences
-        self.idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
-        self.default_idf = math.log(1 + (n + 0.5) / 0.5)
+        self.chunks: Sequence[Chunk] = stored.chunks
+        self.idf = Idf(stored.bm25, len(self.chunks))
+        self.default_idf = self.idf.default
+        # word sets the answering stage reads on every question, each made once, when first needed
+        self.chunk_terms = _Lazy(lambda i: frozenset(terms(self.chunks[i].embedding_text)))
+        self.title_terms = _Lazy(lambda doc: frozenset(terms(stored.manifest["documents"][doc]["title"])))
+        self.doc_terms = _Lazy(
+            lambda doc: frozenset().union(*(self.chunk_terms[i] for i in stored.document_chunks(doc)))
+        )
+        # entities and noun phrases of the sentences questions have read closely, by (doc, start, end)
+        self.annotations: dict[tuple[str, int, int], tuple] = {}
 
     @property
     def num_documents(self) -> int:
@@ -109,11 +103,11 @@ class Index:
             dense.update(zip(ids, (vecs @ query_vector).tolist(), strict=True))
 
     def _bm25_scores(self, query: str) -> np.ndarray | None:
-        vocab = self._bm25.vocab_dict
-        toks = [t for t in terms(query) if t in vocab]
+        bm25 = self.stored.bm25
+        toks = [t for t in terms(query) if bm25 is not None and t in bm25.vocab_dict]
         if not toks:
             return None
-        return self._bm25.get_scores(toks)
+        return bm25.get_scores(toks)
 
     def citation(
         self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
@@ -130,3 +124,57 @@ class Index:
             answer_start=answer[0] if answer else None,
             answer_end=answer[1] if answer else None,
         )
+
+
+class Idf(Mapping[str, float]):
+    """BM25's idf of each indexed word, read from the postings' lengths when first asked for;
+    reused to weigh a question's words when scoring sentences."""
+
+    def __init__(self, bm25, num_chunks: int):
+        self._bm25 = bm25
+        self._n = max(num_chunks, 1)
+        self._cache: dict[str, float] = {}
+        self.default = math.log(1 + (self._n + 0.5) / 0.5)  # a word no passage has
+
+    def __getitem__(self, term: str) -> float:
+        if term not in self._cache:
+            col = self._bm25.vocab_dict[term] if self._bm25 is not None else None
+            if col is None:
+                raise KeyError(term)
+            indptr = self._bm25.scores["indptr"]
+            df = int(indptr[col + 1] - indptr[col])
+            if df == 0:
+                raise KeyError(term)
+            self._cache[term] = math.log(1 + (self._n - df + 0.5) / (df + 0.5))
+        return self._cache[term]
+
+    def __contains__(self, term: object) -> bool:
+        try:
+            self[term]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return (t for t in (self._bm25.vocab_dict if self._bm25 is not None else ()) if t in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _Lazy:
+    """``obj[key]`` computed by ``make(key)`` on first access, then kept."""
+
+    def __init__(self, make: Callable):
+        self._make = make
+        self._values: dict = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key):
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._make(key)
+            with self._lock:
+                self._values[key] = value
+            return value

@@ -1,55 +1,72 @@
-"""Stage 4: the index on disk - build it, update it incrementally, load it.
+"""Stage 4: the index on disk - build it, update it incrementally, resume it, load it lazily.
 
 Layout of an index directory (all transparent formats, no pickle)::
 
-    CURRENT              name of the generation in use (replaced atomically)
-    gen-<id>/manifest.json   format version, model, dimension, chunker settings, sha256 per document
-    gen-<id>/chunks.jsonl    one passage per line, with its sentences, entities and noun phrases
-    gen-<id>/chunks.faiss    faiss.IndexFlatIP of passage vectors; row i is line i of chunks.jsonl
-    gen-<id>/sentences.npy   float32 sentence vectors, referenced by each sentence's "row"
+    CURRENT                    name of the generation in use (replaced atomically)
+    LOCK                       held by the one build writing here (readers never wait for it)
+    gen-<id>/manifest.json     format version, model, dimension, chunker settings, vector index kind;
+                               per document: sha256, size and mtime, title, date, pages, its chunk range
+    gen-<id>/chunks.jsonl      one passage per line: document, title, date, span, page, text, sentences
+    gen-<id>/chunks.offsets.npy   byte offset of each line, so one passage is read without the rest
+    gen-<id>/chunks.faiss      passage vectors (row i = line i): exact IndexFlatIP, or HNSW when large
+    gen-<id>/sentences.npy     float16 sentence vectors, passage after passage
+    gen-<id>/sentences.first.npy  row of each passage's first sentence in sentences.npy
+    gen-<id>/bm25/             bm25s's own files for the passages' words (memory-mapped on load)
+    build/                     batches finished by a build that has not completed yet
 
-A build writes a new generation beside the old one and then swaps ``CURRENT`` with ``os.replace``, so
-a build killed at any point leaves the previous index usable.
+A build embeds new or changed documents in batches, each saved under ``build/`` as soon as it is done,
+then writes a whole new generation beside the old one and swaps ``CURRENT`` with ``os.replace``. A build
+killed at any point leaves the previous index usable, and the next build starts from the saved batches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .chunking import Chunk, chunk_document
 from .config import ChunkSettings
-from .embedding import DIMENSION, MODEL_NAME, embed
+from .embedding import DIMENSION, MODEL_NAME, encode_passages
 from .errors import IndexMismatch, IndexNotFound
-from .nlp import Sentence
+from .nlp import Sentence, terms
 from .types import Document
 
 log = logging.getLogger("rag")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PROGRESS_MIN_DOCS = 20
+# Passages per saved batch: a killed build loses at most this much embedding work (~30 s here).
+BATCH_CHUNKS = 1024
+# Past this many passages the vectors go into an HNSW graph instead of an exact flat index: below it
+# exact search answers within a few ms on 2 cores (see README, "Large indexes", for the measurements).
+HNSW_FROM = 200_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
 
 
-@dataclass
-class StoredIndex:
-    """An index as loaded from disk: passages, their vectors and the sentence vectors."""
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to index, known by its path relative to the source folder and its size and mtime."""
 
+    id: str
     path: Path
-    manifest: dict
-    chunks: list[Chunk]
-    vectors: object  # faiss.Index
-    sentence_vectors: np.ndarray
-    # row of each sentence of each chunk in ``sentence_vectors``: rows[i][j] for chunks[i].sentences[j]
-    sentence_rows: list[list[int]]
+    size: int
+    mtime_ns: int
 
 
 def sha256(text: str) -> str:
@@ -63,6 +80,63 @@ def expected_settings(chunk: ChunkSettings) -> dict:
         "dimension": DIMENSION,
         "chunker": asdict(chunk),
     }
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+class ChunkTable(Sequence[Chunk]):
+    """The passages of a generation, parsed one line at a time from a memory-mapped ``chunks.jsonl``:
+    opening an index of any size reads no passage until a question needs it."""
+
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self._offsets = offsets
+        self._file = path.open("rb")
+        size = os.fstat(self._file.fileno()).st_size
+        self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._parse = lru_cache(maxsize=16384)(self._parse_line)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"passage {i} out of range")
+        return self._parse(i)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (self[i] for i in range(len(self)))
+
+    def raw(self, i: int) -> bytes:
+        return bytes(self._data[int(self._offsets[i]) : int(self._offsets[i + 1])])
+
+    def _parse_line(self, i: int) -> Chunk:
+        return _chunk_from_record(json.loads(self.raw(i)))
+
+
+@dataclass
+class StoredIndex:
+    """An index as loaded from disk. Nothing here is read in full: passages, sentence vectors and BM25
+    postings are memory-mapped; only the passage vectors live in FAISS's memory."""
+
+    path: Path
+    manifest: dict
+    chunks: ChunkTable
+    vectors: object  # faiss.Index: IndexFlatIP, or IndexHNSWFlat for large indexes
+    sentence_vectors: np.ndarray  # float16, memory-mapped
+    sentence_first: np.ndarray  # int64: sentence rows of passage i are first[i]:first[i + 1]
+    bm25: object | None  # bm25s.BM25, None for an index without passages
+
+    def sentence_rows(self, i: int) -> range:
+        return range(int(self.sentence_first[i]), int(self.sentence_first[i + 1]))
+
+    def document_chunks(self, doc_id: str) -> range:
+        meta = self.manifest["documents"][doc_id]
+        return range(meta["first"], meta["first"] + meta["chunks"])
 
 
 def read_manifest(index_dir: Path) -> tuple[Path, dict]:
@@ -96,145 +170,329 @@ def load(index_dir: Path, chunk: ChunkSettings) -> StoredIndex:
     gen, manifest = read_manifest(index_dir)
     check_compatible(manifest, chunk, index_dir)
     try:
-        chunks, rows = _read_chunks(gen / "chunks.jsonl")
+        offsets = np.load(gen / "chunks.offsets.npy", mmap_mode="r", allow_pickle=False)
+        chunks = ChunkTable(gen / "chunks.jsonl", offsets)
         vectors = faiss.read_index(str(gen / "chunks.faiss"))
+        if manifest.get("vector_index", {}).get("kind") == "hnsw":
+            vectors.hnsw.efSearch = int(manifest["vector_index"]["ef_search"])
         sentence_vectors = np.load(gen / "sentences.npy", mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, RuntimeError) as e:
+        sentence_first = np.load(gen / "sentences.first.npy", allow_pickle=False)
+        bm25 = _load_bm25(gen / "bm25") if len(chunks) else None
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise IndexNotFound(f"the index at {index_dir} is damaged ({e}) - run: python -m index build") from e
-    if vectors.ntotal != len(chunks) or vectors.d != DIMENSION:
+    if (
+        int(offsets[-1]) != (gen / "chunks.jsonl").stat().st_size
+        or vectors.ntotal != len(chunks)
+        or vectors.d != DIMENSION
+        or len(sentence_first) != len(chunks) + 1
+        or int(sentence_first[-1]) != len(sentence_vectors)
+    ):
         raise IndexNotFound(f"the index at {index_dir} is inconsistent - run: python -m index build")
-    return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, rows)
+    return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, sentence_first, bm25)
+
+
+def _load_bm25(path: Path):
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG at import; its chatter is not ours to show
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s.BM25.load(str(path), mmap=True, load_corpus=False)
+
+
+# ---------------------------------------------------------------------------------------- building
+
+
+@dataclass
+class _Done:
+    """One document's finished work: its chunk records and vectors."""
+
+    meta: dict  # title, date, pages
+    records: list[bytes]  # chunks.jsonl lines
+    vectors: np.ndarray  # passages x DIMENSION
+    sentences: np.ndarray  # sentences x DIMENSION (float16)
+    counts: list[int]  # sentences per passage
 
 
 def sync(
-    documents: list[Document], index_dir: Path, chunk: ChunkSettings, *, progress: bool = True
+    items: Sequence[Document | SourceFile],
+    index_dir: Path,
+    chunk: ChunkSettings,
+    *,
+    progress: bool = True,
+    read=None,
 ) -> StoredIndex:
-    """Make the index at ``index_dir`` match ``documents``, embedding only new or changed ones."""
+    """Make the index at ``index_dir`` match ``items``, embedding only new or changed documents.
+
+    ``items`` are documents, or files (read with ``read(file) -> Document | None``, only when their size,
+    mtime and then content hash say they changed). Resumes the batches a killed build left behind.
+    """
     index_dir = Path(index_dir)
-    hashes = {d.id: sha256(d.text) for d in documents}
-    if len(hashes) != len(documents):
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
         raise ValueError("document ids must be unique")
-    old: StoredIndex | None = None
-    try:
-        old = load(index_dir, chunk)
-    except IndexMismatch as e:
-        log.warning("%s; rebuilding it from scratch", str(e).split(" - ")[0])
-    except IndexNotFound:
-        pass
-    if old is not None:
-        have = {doc_id: meta["sha256"] for doc_id, meta in old.manifest["documents"].items()}
-        if have == hashes:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(index_dir):
+        old: StoredIndex | None = None
+        try:
+            old = load(index_dir, chunk)
+        except IndexMismatch as e:
+            log.warning("%s; rebuilding it from scratch", str(e).split(" - ")[0])
+        except IndexNotFound:
+            pass
+        have = old.manifest["documents"] if old else {}
+        plan = _plan(items, have)
+        if old is not None and set(ids) == set(have) and all(p[2] for p in plan):
+            if any(p[3] != {k: have[p[0]].get(k) for k in ("size", "mtime_ns")} for p in plan if p[3]):
+                _restamp(old, plan)  # touched but unchanged files: remember their new mtime
             return old
-    kept = _reusable(old, hashes)
-    todo = [d for d in documents if d.id not in kept]
-    removed = sorted(set(old.manifest["documents"]) - set(hashes)) if old else []
-    log.info(
-        "indexing %d documents: %d new or changed, %d unchanged, %d removed",
-        len(documents),
-        len(todo),
-        len(kept),
-        len(removed),
-    )
-
-    new_chunks = _chunk_all(todo, chunk, progress=progress)
-    texts = [c.embedding_text for c in new_chunks]
-    sent_texts = [c.text[s.start - c.start : s.end - c.start] for c in new_chunks for s in c.sentences]
-    fresh = embed(texts + sent_texts, progress=progress)
-    fresh_chunk_vecs, fresh_sent_vecs = fresh[: len(texts)], fresh[len(texts) :]
-
-    # assemble in the documents' order, old vectors copied, new ones appended
-    by_doc_new: dict[str, list[int]] = {}
-    for i, c in enumerate(new_chunks):
-        by_doc_new.setdefault(c.doc_id, []).append(i)
-    chunks: list[Chunk] = []
-    chunk_vecs: list[np.ndarray] = []
-    sent_vecs: list[np.ndarray] = []
-    fresh_sent_offsets = np.cumsum([0] + [len(c.sentences) for c in new_chunks])
-    for doc in documents:
-        if doc.id in kept:
-            for i in kept[doc.id]:
-                chunks.append(old.chunks[i])
-                chunk_vecs.append(old.vectors.reconstruct(i))
-                sent_vecs.extend(old.sentence_vectors[r] for r in old.sentence_rows[i])
-        else:
-            for i in by_doc_new.get(doc.id, []):
-                chunks.append(new_chunks[i])
-                chunk_vecs.append(fresh_chunk_vecs[i])
-                sent_vecs.extend(fresh_sent_vecs[fresh_sent_offsets[i] : fresh_sent_offsets[i + 1]])
-    manifest = {
-        **expected_settings(chunk),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "num_documents": len(documents),
-        "num_chunks": len(chunks),
-        "num_sentences": len(sent_vecs),
-        "documents": {
-            d.id: {
-                "sha256": hashes[d.id],
-                "title": d.title,
-                "date": d.date,
-                "chunks": sum(1 for c in chunks if c.doc_id == d.id),
-            }
-            for d in documents
-        },
-    }
-    _write(index_dir, manifest, chunks, _stack(chunk_vecs), _stack(sent_vecs))
-    return load(index_dir, chunk)
+        work = _Work(index_dir, chunk)
+        todo = [(item, sha) for item, (_, sha, same, _) in zip(items, plan, strict=True) if not same]
+        todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
+        log.info(
+            "indexing %d documents: %d unchanged, %d resumed from an interrupted build, %d to embed, "
+            "%d removed",
+            len(items),
+            sum(p[2] for p in plan),
+            sum(1 for p in plan if not p[2] and (p[0], p[1]) in work.done),
+            len(todo),
+            len(set(have) - set(ids)),
+        )
+        shas = work.run(todo, read, progress=progress)
+        plan = [(doc_id, shas.get(doc_id, sha), same, stamp) for doc_id, sha, same, stamp in plan]
+        _assemble(index_dir, chunk, plan, old, work, progress=progress)
+        work.clear()
+        return load(index_dir, chunk)
 
 
-def _reusable(old: StoredIndex | None, hashes: dict[str, str]) -> dict[str, list[int]]:
-    """Chunk positions in ``old`` of each document whose content is unchanged."""
-    if old is None:
-        return {}
-    same = {
-        doc_id for doc_id, meta in old.manifest["documents"].items() if hashes.get(doc_id) == meta["sha256"]
-    }
-    kept: dict[str, list[int]] = {doc_id: [] for doc_id in same}
-    for i, c in enumerate(old.chunks):
-        if c.doc_id in kept:
-            kept[c.doc_id].append(i)
-    return kept
-
-
-def _chunk_all(docs: list[Document], chunk: ChunkSettings, *, progress: bool) -> list[Chunk]:
-    from tqdm import tqdm
-
-    out: list[Chunk] = []
-    bar = tqdm(docs, desc="chunking", unit="doc", disable=not progress or len(docs) < PROGRESS_MIN_DOCS)
-    for doc in bar:
-        out.extend(chunk_document(doc, chunk))
+def _plan(items, have: dict) -> list[tuple[str, str | None, bool, dict | None]]:
+    """Per item: (id, content sha256 or None when not yet known, unchanged?, file stamp)."""
+    out = []
+    for item in items:
+        meta = have.get(item.id)
+        if isinstance(item, Document):
+            sha = sha256(item.text)
+            out.append((item.id, sha, bool(meta) and meta["sha256"] == sha, None))
+            continue
+        stamp = {"size": item.size, "mtime_ns": item.mtime_ns}
+        if meta and meta.get("size") == item.size and meta.get("mtime_ns") == item.mtime_ns:
+            out.append((item.id, meta["sha256"], True, stamp))
+            continue
+        try:
+            sha = hashlib.sha256(item.path.read_bytes()).hexdigest()
+        except OSError:
+            sha = None  # reported by the reader, which is what skips it
+        out.append((item.id, sha, bool(meta) and meta["sha256"] == sha, stamp))
     return out
 
 
-def _stack(rows: list[np.ndarray]) -> np.ndarray:
-    if not rows:
-        return np.zeros((0, DIMENSION), dtype=np.float32)
-    return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+class _Work:
+    """The ``build/`` folder: batches of finished documents, saved as they complete."""
+
+    def __init__(self, index_dir: Path, chunk: ChunkSettings):
+        self.chunk = chunk
+        self.dir = index_dir / "build"
+        settings = expected_settings(chunk)
+        marker = self.dir / "settings.json"
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")) != settings:
+                shutil.rmtree(self.dir)
+        except (OSError, ValueError):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(settings), encoding="utf-8")
+        self.done: dict[tuple[str, str], _Done] = {}  # by (document id, content sha256)
+        for meta_path in sorted(self.dir.glob("batch-*.json")):
+            try:
+                self._read_batch(meta_path)
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("ignored a damaged batch of an earlier build (%s): %s", meta_path.name, e)
+
+    def run(self, todo: list[tuple], read, *, progress: bool) -> dict[str, str]:
+        """Read, chunk and embed ``todo`` in batches; returns the content hash of each file read."""
+        from tqdm import tqdm
+
+        shas: dict[str, str] = {}
+        pending: list[tuple[str, Document, list[Chunk]]] = []
+        size = 0
+        bar = tqdm(
+            total=len(todo),
+            desc="indexing",
+            unit="doc",
+            disable=not progress or len(todo) < PROGRESS_MIN_DOCS,
+            smoothing=0.05,
+        )
+        with bar:
+            for item, sha in todo:
+                doc = item if isinstance(item, Document) else read(item)
+                if doc is None:
+                    bar.update()
+                    continue
+                sha = sha or sha256(doc.text)
+                shas[doc.id] = sha
+                chunks = chunk_document(doc, self.chunk)
+                pending.append((sha, doc, chunks))
+                size += len(chunks)
+                if size >= BATCH_CHUNKS:
+                    self._embed(pending)
+                    bar.update(len(pending))
+                    pending, size = [], 0
+            if pending:
+                self._embed(pending)
+                bar.update(len(pending))
+        return shas
+
+    def _embed(self, batch: list[tuple[str, Document, list[Chunk]]]) -> None:
+        chunks = [c for _, _, cs in batch for c in cs]
+        vectors, sentences = encode_passages(
+            [c.embedding_text for c in chunks], [c.sentence_spans for c in chunks]
+        )
+        sentences = sentences.astype(np.float16)
+        name = f"batch-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        np.save(self.dir / f"{name}.vectors.npy", vectors, allow_pickle=False)
+        np.save(self.dir / f"{name}.sentences.npy", sentences, allow_pickle=False)
+        docs, c0, s0 = [], 0, 0
+        for sha, doc, cs in batch:
+            counts = [len(c.sentences) for c in cs]
+            meta, records = _doc_meta(doc), [_record(c) for c in cs]
+            docs.append({"id": doc.id, "sha256": sha, "meta": meta, "records": [r.decode() for r in records]})
+            self.done[doc.id, sha] = _Done(
+                meta, records, vectors[c0 : c0 + len(cs)], sentences[s0 : s0 + sum(counts)], counts
+            )
+            c0, s0 = c0 + len(cs), s0 + sum(counts)
+        # the batch's description goes last, atomically: a batch without one never counts
+        tmp = self.dir / f".{name}.json.tmp"
+        tmp.write_text(json.dumps({"documents": docs}, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.dir / f"{name}.json")
+
+    def _read_batch(self, meta_path: Path) -> None:
+        name = meta_path.name.removesuffix(".json")
+        batch = json.loads(meta_path.read_text(encoding="utf-8"))
+        vectors = np.load(self.dir / f"{name}.vectors.npy", allow_pickle=False)
+        sentences = np.load(self.dir / f"{name}.sentences.npy", allow_pickle=False)
+        c0 = s0 = 0
+        for d in batch["documents"]:
+            records = [r.encode("utf-8") for r in d["records"]]
+            counts = [len(json.loads(r)["sentences"]) for r in records]
+            self.done[d["id"], d["sha256"]] = _Done(
+                d["meta"],
+                records,
+                vectors[c0 : c0 + len(records)],
+                sentences[s0 : s0 + sum(counts)],
+                counts,
+            )
+            c0, s0 = c0 + len(records), s0 + sum(counts)
+        if c0 != len(vectors) or s0 != len(sentences):
+            raise ValueError("the batch's vectors do not match its passages")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _write(
-    index_dir: Path, manifest: dict, chunks: list[Chunk], chunk_vecs: np.ndarray, sent_vecs: np.ndarray
+def _doc_meta(doc: Document) -> dict:
+    return {"title": doc.title, "date": doc.date, "pages": list(getattr(doc, "pages", ()) or ())}
+
+
+def _record(c: Chunk) -> bytes:
+    rec = {
+        "doc": c.doc_id,
+        "title": c.title,
+        "date": c.date,
+        "start": c.start,
+        "end": c.end,
+        "text": c.text,
+        "sentences": [[s.start, s.end] for s in c.sentences],
+    }
+    return (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _chunk_from_record(r: dict) -> Chunk:
+    sents = tuple(Sentence(s, e) for s, e in r["sentences"])
+    return Chunk(r["doc"], r["title"], r["date"], r["start"], r["end"], r["text"], sents)
+
+
+def _assemble(
+    index_dir: Path, chunk: ChunkSettings, plan: list, old: StoredIndex | None, work: _Work, *, progress: bool
 ) -> None:
+    """Write the new generation: unchanged documents copied from ``old``, the rest from ``work``."""
     import faiss
+    from tqdm import tqdm
 
-    index_dir.mkdir(parents=True, exist_ok=True)
-    # unique even for two builds of one process within a second
     name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = index_dir / f".{name}.tmp"
     tmp.mkdir()
     try:
-        flat = faiss.IndexFlatIP(DIMENSION)
-        flat.add(chunk_vecs)
-        faiss.write_index(flat, str(tmp / "chunks.faiss"))
-        np.save(tmp / "sentences.npy", sent_vecs, allow_pickle=False)
-        _write_chunks(tmp / "chunks.jsonl", chunks)
+        documents: dict[str, dict] = {}
+        offsets, first = [0], [0]
+        vectors: list[np.ndarray] = []
+        sentences: list[np.ndarray] = []
+        tokens: list[list[str]] = []
+        n = 0
+        bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
+        with (tmp / "chunks.jsonl").open("wb") as out:
+            for doc_id, sha, same, stamp in bar:
+                if same:
+                    meta = old.manifest["documents"][doc_id]
+                    rows = old.document_chunks(doc_id)
+                    records = [old.chunks.raw(i) for i in rows]
+                    if len(rows):
+                        vectors.append(old.vectors.reconstruct_n(rows.start, len(rows)))
+                        a, b = old.sentence_first[rows.start], old.sentence_first[rows.stop]
+                        sentences.append(np.asarray(old.sentence_vectors[a:b]))
+                    counts = [len(old.sentence_rows(i)) for i in rows]
+                    info = {k: meta.get(k) for k in ("title", "date", "pages")}
+                elif (doc_id, sha) in work.done:
+                    done = work.done[doc_id, sha]
+                    records, counts, info = done.records, done.counts, done.meta
+                    vectors.append(done.vectors)
+                    sentences.append(done.sentences)
+                else:
+                    continue  # unreadable: the reader said why
+                for rec, count in zip(records, counts, strict=True):
+                    out.write(rec)
+                    offsets.append(offsets[-1] + len(rec))
+                    first.append(first[-1] + count)
+                    tokens.append(terms(_chunk_from_record(json.loads(rec)).embedding_text))
+                documents[doc_id] = {
+                    "sha256": sha,
+                    **(stamp or {}),
+                    **info,
+                    "first": n,
+                    "chunks": len(records),
+                }
+                n += len(records)
+        np.save(tmp / "chunks.offsets.npy", np.asarray(offsets, dtype=np.int64), allow_pickle=False)
+        np.save(tmp / "sentences.first.npy", np.asarray(first, dtype=np.int64), allow_pickle=False)
+        sent = np.concatenate(sentences) if sentences else np.zeros((0, DIMENSION), np.float16)
+        np.save(tmp / "sentences.npy", sent.astype(np.float16, copy=False), allow_pickle=False)
+        del sentences, sent
+        vecs = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32) if vectors else None
+        kind = "hnsw" if n >= HNSW_FROM else "flat"
+        if kind == "hnsw":
+            log.info("building an HNSW graph of %d passages (M=%d)", n, HNSW_M)
+            index = faiss.IndexHNSWFlat(DIMENSION, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            vector_index = {"kind": "hnsw", "m": HNSW_M, "ef_search": HNSW_EF_SEARCH}
+        else:
+            index = faiss.IndexFlatIP(DIMENSION)
+            vector_index = {"kind": "flat"}
+        if vecs is not None:
+            index.add(vecs)
+        faiss.write_index(index, str(tmp / "chunks.faiss"))
+        if tokens:
+            _save_bm25(tokens, tmp / "bm25")
+        manifest = {
+            **expected_settings(chunk),
+            "vector_index": vector_index,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "num_documents": len(documents),
+            "num_chunks": n,
+            "num_sentences": int(first[-1]),
+            "documents": documents,
+        }
         # the manifest goes last: a generation with a manifest is complete
-        (tmp / "manifest.json").write_text(
-            json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8"
-        )
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, index_dir / name)
-        pointer = index_dir / f".CURRENT.{os.getpid()}"
-        pointer.write_text(name + "\n", encoding="utf-8")
-        os.replace(pointer, index_dir / "CURRENT")
+        _point(index_dir, name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -245,48 +503,41 @@ def _write(
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _write_chunks(path: Path, chunks: list[Chunk]) -> None:
-    row = 0
-    with path.open("w", encoding="utf-8") as f:
-        for c in chunks:
-            sents = []
-            for s in c.sentences:
-                sents.append(
-                    {
-                        "start": s.start,
-                        "end": s.end,
-                        "row": row,
-                        "entities": [list(e) for e in s.entities],
-                        "phrases": [list(p) for p in s.phrases],
-                    }
-                )
-                row += 1
-            rec = {
-                "doc": c.doc_id,
-                "title": c.title,
-                "date": c.date,
-                "start": c.start,
-                "end": c.end,
-                "text": c.text,
-                "sentences": sents,
-            }
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+def _save_bm25(tokens: list[list[str]], path: Path) -> None:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    bm25 = bm25s.BM25()
+    bm25.index(tokens, show_progress=False)
+    bm25.save(str(path))
 
 
-def _read_chunks(path: Path) -> tuple[list[Chunk], list[list[int]]]:
-    chunks, rows = [], []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            sents = tuple(
-                Sentence(
-                    s["start"],
-                    s["end"],
-                    tuple(tuple(e) for e in s["entities"]),
-                    tuple(tuple(p) for p in s["phrases"]),
-                )
-                for s in r["sentences"]
-            )
-            chunks.append(Chunk(r["doc"], r["title"], r["date"], r["start"], r["end"], r["text"], sents))
-            rows.append([s["row"] for s in r["sentences"]])
-    return chunks, rows
+def _point(index_dir: Path, name: str) -> None:
+    pointer = index_dir / f".CURRENT.{os.getpid()}"
+    pointer.write_text(name + "\n", encoding="utf-8")
+    os.replace(pointer, index_dir / "CURRENT")
+
+
+def _restamp(old: StoredIndex, plan: list) -> None:
+    """Record new sizes/mtimes of unchanged files, so the next start does not hash them again."""
+    for doc_id, _, _, stamp in plan:
+        if stamp:
+            old.manifest["documents"][doc_id].update(stamp)
+    tmp = old.path / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(old.manifest, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, old.path / "manifest.json")
+
+
+@contextlib.contextmanager
+def _lock(index_dir: Path):
+    """One build at a time per index directory; a second one waits, then finds the work done."""
+    with (index_dir / "LOCK").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another build is writing %s; waiting for it to finish", index_dir)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -136,10 +136,10 @@ def test_k_bounds_the_citations(seeds_index):
 
 
 def test_ask_opens_the_configured_index_without_rebuilding_it(seeds_env, monkeypatch):
-    def no_embedding(texts, **kwargs):
+    def no_embedding(texts, spans, **kwargs):
         raise AssertionError(f"the index was rebuilt: embedded {len(texts)} texts")
 
-    monkeypatch.setattr(store, "embed", no_embedding)
+    monkeypatch.setattr(store, "encode_passages", no_embedding)
     answer = rag.ask(FOUNDED)
     assert answer.citations[0].source == INSTITUTE_DOC
     assert answer.short_answer == "March 31, 2021"

@@ -7,7 +7,7 @@ import pytest
 from rag.chunking import chunk_document
 from rag.config import PROJECT_ROOT, ChunkSettings
 from rag.documents import content_runs, load_documents, make_document
-from rag.nlp import analyze, count_tokens
+from rag.nlp import count_tokens, split
 
 SEEDS = PROJECT_ROOT / "seeds"
 SMALL = ChunkSettings(max_tokens=40, overlap_tokens=10)
@@ -102,7 +102,7 @@ def test_chunks_cover_every_sentence_of_the_content(seed_chunks, settings):
             for s, e in content_runs(doc.text)
             if doc.text[s:e].strip() != doc.title  # title-only run
         ]
-        expected = {(s.start, s.end) for s in analyze(doc.text, runs)}
+        expected = {(s.start, s.end) for s in split(doc.text, runs)}
         covered = {(s.start, s.end) for c in chunks for s in c.sentences}
         assert covered == expected, doc.id
 

@@ -6,6 +6,8 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
+import time
 import types
 from dataclasses import asdict
 
@@ -18,7 +20,7 @@ from rag import store
 from rag.chunking import chunk_document
 from rag.config import ChunkSettings
 from rag.documents import make_document
-from rag.embedding import embed
+from rag.embedding import embed, encode_passages
 
 DEFAULT = ChunkSettings()
 SMALL = ChunkSettings(max_tokens=40, overlap_tokens=10)
@@ -35,14 +37,18 @@ NEW_RAILWAY = make_document(
 
 
 class EmbedRecorder:
-    """Wraps the real ``embed``: records every call's texts and delegates, so vectors stay real."""
+    """Wraps the real ``encode_passages``: records every call's passages and delegates, so vectors stay
+    real. ``fail_on`` makes that call (1-based) raise, like a build killed half-way."""
 
     def __init__(self):
         self.calls: list[list[str]] = []
+        self.fail_on: int | None = None
 
-    def __call__(self, texts, **kwargs):
+    def __call__(self, texts, spans, **kwargs):
+        if self.fail_on is not None and len(self.calls) + 1 == self.fail_on:
+            raise KeyboardInterrupt
         self.calls.append(list(texts))
-        return embed(texts, **kwargs)
+        return encode_passages(texts, spans, **kwargs)
 
     @property
     def texts(self) -> list[str]:
@@ -52,16 +58,13 @@ class EmbedRecorder:
 @pytest.fixture
 def recorder(monkeypatch) -> EmbedRecorder:
     rec = EmbedRecorder()
-    monkeypatch.setattr(store, "embed", rec)
+    monkeypatch.setattr(store, "encode_passages", rec)
     return rec
 
 
 def embedded_texts(docs, settings=DEFAULT) -> list[str]:
-    """What sync must embed for ``docs``: passages (with titles), then each passage's sentences."""
-    chunks = [c for d in docs for c in chunk_document(d, settings)]
-    return [c.embedding_text for c in chunks] + [
-        c.text[s.start - c.start : s.end - c.start] for c in chunks for s in c.sentences
-    ]
+    """What sync must embed for ``docs``: its passages, with titles (sentences come from the same pass)."""
+    return [c.embedding_text for d in docs for c in chunk_document(d, settings)]
 
 
 def snapshot(folder) -> dict[str, bytes]:
@@ -76,12 +79,14 @@ def generation(index_dir):
 
 def assert_vectors_match_texts(loaded: store.StoredIndex) -> None:
     """Row i of the FAISS index is passage i; each sentence's row holds that sentence's vector."""
+    chunks = list(loaded.chunks)
     chunk_vecs = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
-    np.testing.assert_allclose(chunk_vecs, embed([c.embedding_text for c in loaded.chunks]), atol=1e-4)
-    sentences = [c.text[s.start - c.start : s.end - c.start] for c in loaded.chunks for s in c.sentences]
-    rows = [r for chunk_rows in loaded.sentence_rows for r in chunk_rows]
-    assert sorted(rows) == list(range(len(loaded.sentence_vectors)))
-    np.testing.assert_allclose(np.asarray(loaded.sentence_vectors)[rows], embed(sentences), atol=1e-4)
+    np.testing.assert_allclose(chunk_vecs, embed([c.embedding_text for c in chunks]), atol=1e-4)
+    rows = [r for i in range(len(chunks)) for r in loaded.sentence_rows(i)]
+    assert rows == list(range(len(loaded.sentence_vectors)))
+    assert [len(loaded.sentence_rows(i)) for i in range(len(chunks))] == [len(c.sentences) for c in chunks]
+    _, expected = encode_passages([c.embedding_text for c in chunks], [c.sentence_spans for c in chunks])
+    np.testing.assert_allclose(np.asarray(loaded.sentence_vectors, dtype=np.float32), expected, atol=2e-3)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +107,8 @@ def tiny_copy(built_tiny, tmp_path):
 def test_build_then_load_round_trip(tmp_path, tiny_docs):
     built = store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     loaded = store.load(tmp_path / "index", DEFAULT)
-    assert loaded.chunks == built.chunks == [c for d in tiny_docs for c in chunk_document(d, DEFAULT)]
-    assert loaded.sentence_rows == built.sentence_rows
+    assert list(loaded.chunks) == list(built.chunks) == [c for d in tiny_docs for c in chunk_document(d)]
+    np.testing.assert_array_equal(loaded.sentence_first, built.sentence_first)
     assert_vectors_match_texts(loaded)
 
     manifest = json.loads((generation(tmp_path / "index") / "manifest.json").read_text(encoding="utf-8"))
@@ -128,14 +133,19 @@ def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
     store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     files = snapshot(tmp_path / "index")
     gen = generation(tmp_path / "index").name
-    assert set(files) == {
-        "CURRENT",
-        *(f"{gen}/{n}" for n in ("manifest.json", "chunks.jsonl", "chunks.faiss", "sentences.npy")),
-    }
+    names = ("manifest.json", "chunks.jsonl", "chunks.offsets.npy", "chunks.faiss")
+    names += ("sentences.npy", "sentences.first.npy")
+    assert {"CURRENT", "LOCK", *(f"{gen}/{n}" for n in names)} <= set(files)
+    bm25 = {name for name in files if name.startswith(f"{gen}/bm25/")}
+    assert set(files) == {"CURRENT", "LOCK", *(f"{gen}/{n}" for n in names), *bm25}
+    assert bm25 and all(name.endswith((".json", ".npy")) for name in bm25)
     for name, data in files.items():
         assert not name.endswith((".pkl", ".pickle")), name
         assert not data.startswith(b"\x80"), name  # the PROTO opcode every modern pickle starts with
-    np.load(generation(tmp_path / "index") / "sentences.npy", allow_pickle=False)
+        if name.endswith(".npy"):
+            np.load(tmp_path / "index" / name, allow_pickle=False)
+        elif name.endswith(".json"):
+            json.loads(data)
 
 
 def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny_docs, recorder):
@@ -159,7 +169,7 @@ def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny
         "railway.txt",
     }
     assert "volcano.txt" not in {c.doc_id for c in after.chunks}
-    assert after.chunks == [c for d in docs for c in chunk_document(d, DEFAULT)]
+    assert list(after.chunks) == [c for d in docs for c in chunk_document(d, DEFAULT)]
     assert after.manifest["documents"]["railway.txt"]["sha256"] == store.sha256(NEW_RAILWAY.text)
     kept = [after.vectors.reconstruct(i) for i, c in enumerate(after.chunks) if c.doc_id == "bakery.txt"]
     np.testing.assert_array_equal(np.array(kept), np.array(bakery_vectors))  # copied, not re-embedded
@@ -199,7 +209,7 @@ def test_other_chunker_settings_mismatch_on_load_and_rebuild_on_open(tmp_path, t
     assert any("rebuilding" in r.getMessage() for r in caplog.records)
     assert index.stored.manifest["chunker"] == asdict(DEFAULT)
     assert recorder.texts == embedded_texts(tiny_docs)  # everything again: nothing reusable
-    assert store.load(index_dir, DEFAULT).chunks == index.chunks
+    assert list(store.load(index_dir, DEFAULT).chunks) == list(index.chunks)
     with pytest.raises(rag.IndexMismatch):
         store.load(index_dir, SMALL)
 
@@ -221,17 +231,20 @@ def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, 
     before = store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
     files = snapshot(index_dir)
 
-    def crash(path, chunks):
-        path.write_text("half a line", encoding="utf-8")
+    def crash(tokens, path):
+        path.mkdir()
+        (path / "half.npy").write_text("half a file", encoding="utf-8")
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "_write_chunks", crash)
+    monkeypatch.setattr(store, "_save_bm25", crash)
     with pytest.raises(OSError, match="disk full"):
         store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
 
-    assert snapshot(index_dir) == files  # not a byte changed, and no temporary directory left
+    # not a byte of the index changed and no temporary directory is left; the finished embedding
+    # work waits under build/ for the next build
+    assert {k: v for k, v in snapshot(index_dir).items() if not k.startswith("build/")} == files
     assert [p.name for p in index_dir.iterdir() if p.name.startswith(".")] == []
-    assert store.load(index_dir, DEFAULT).chunks == before.chunks
+    assert list(store.load(index_dir, DEFAULT).chunks) == list(before.chunks)
 
     monkeypatch.undo()  # the next build succeeds and moves on
     after = store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
@@ -253,6 +266,8 @@ DAMAGE = {
     "manifest deleted": lambda gen: (gen / "manifest.json").unlink(),
     "CURRENT names a missing generation": lambda gen: shutil.rmtree(gen),
     "chunks truncated": lambda gen: _truncate(gen / "chunks.jsonl"),
+    "chunk offsets deleted": lambda gen: (gen / "chunks.offsets.npy").unlink(),
+    "bm25 deleted": lambda gen: shutil.rmtree(gen / "bm25"),
     "chunks deleted": lambda gen: (gen / "chunks.jsonl").unlink(),
     "faiss file garbage": lambda gen: (gen / "chunks.faiss").write_bytes(b"not an index"),
     "sentence vectors deleted": lambda gen: (gen / "sentences.npy").unlink(),
@@ -277,7 +292,7 @@ def test_open_index_rebuilds_a_corrupt_index(tiny_copy, tiny_docs):
     _truncate(generation(tiny_copy) / "manifest.json")
     index = rag.open_index(documents=tiny_docs, index_dir=tiny_copy, progress=False)
     assert index.num_documents == len(tiny_docs)
-    assert store.load(tiny_copy, DEFAULT).chunks == index.chunks
+    assert list(store.load(tiny_copy, DEFAULT).chunks) == list(index.chunks)
 
 
 def test_duplicate_document_ids_are_refused(tmp_path, tiny_docs):
@@ -292,3 +307,87 @@ def test_two_builds_in_the_same_second_both_succeed(tmp_path, tiny_docs, monkeyp
     store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     after = store.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "index", DEFAULT, progress=False)
     assert "lighthouse.txt" in after.manifest["documents"]
+
+
+def test_an_interrupted_build_resumes_without_redoing_finished_batches(tmp_path, tiny_docs, recorder):
+    index_dir = tmp_path / "index"
+    before = store.sync(tiny_docs[:1], index_dir, DEFAULT, progress=False)
+    files = snapshot(index_dir)
+    recorder.calls.clear()
+    recorder.fail_on = 3  # killed while embedding the third batch
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "BATCH_CHUNKS", 1)  # one document per batch
+        with pytest.raises(KeyboardInterrupt):
+            store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+    finished = list(recorder.texts)
+    assert finished == embedded_texts(tiny_docs[1:3])
+    # the index in use is untouched
+    assert {k: v for k, v in snapshot(index_dir).items() if not k.startswith("build/")} == files
+    assert list(store.load(index_dir, DEFAULT).chunks) == list(before.chunks)
+
+    recorder.calls.clear()
+    recorder.fail_on = None
+    after = store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+    assert recorder.texts == embedded_texts([*tiny_docs[3:], LIGHTHOUSE])  # only what was left
+    assert list(after.chunks) == [c for d in [*tiny_docs, LIGHTHOUSE] for c in chunk_document(d)]
+    assert_vectors_match_texts(after)
+    assert not (index_dir / "build").exists()
+
+
+def test_a_batch_from_a_build_with_other_settings_is_not_reused(tmp_path, tiny_docs, recorder):
+    index_dir = tmp_path / "index"
+    recorder.fail_on = 2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "BATCH_CHUNKS", 1)
+        with pytest.raises(KeyboardInterrupt):
+            store.sync(tiny_docs, index_dir, SMALL, progress=False)
+    recorder.calls.clear()
+    recorder.fail_on = None
+    store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    assert recorder.texts == embedded_texts(tiny_docs)
+
+
+def test_the_passage_table_is_read_lazily(tiny_copy):
+    loaded = store.load(tiny_copy, DEFAULT)
+    assert loaded.chunks._parse.cache_info().currsize == 0  # opening parsed no passage
+    third = loaded.chunks[2]
+    assert loaded.chunks._parse.cache_info().currsize == 1
+    assert third == list(loaded.chunks)[2] == loaded.chunks[-len(loaded.chunks) + 2]
+    with pytest.raises(IndexError):
+        loaded.chunks[len(loaded.chunks)]
+
+
+def test_large_indexes_switch_to_an_hnsw_graph_that_finds_the_same_passages(tmp_path, tiny_docs, monkeypatch):
+    flat = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "flat", progress=False)
+    monkeypatch.setattr(store, "HNSW_FROM", 2)
+    graph = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "hnsw", progress=False)
+    assert flat.stored.manifest["vector_index"] == {"kind": "flat"}
+    assert graph.stored.manifest["vector_index"]["kind"] == "hnsw"
+    assert isinstance(graph.stored.vectors, faiss.IndexHNSWFlat)
+    assert graph.stored.vectors.hnsw.efSearch == store.HNSW_EF_SEARCH
+    for query in ("sourdough loaves", "steam locomotive over a viaduct", "lava and ash"):
+        assert [h.chunk for h in graph.search(query, k=3)] == [h.chunk for h in flat.search(query, k=3)]
+
+
+def test_a_second_build_waits_for_the_first(tmp_path, tiny_docs, caplog):
+    import fcntl
+
+    index_dir = tmp_path / "index"
+    index_dir.mkdir()
+    held = threading.Event()
+
+    def hold():
+        with (index_dir / "LOCK").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    holder.join()
+    assert time.perf_counter() - started >= 0.4
+    assert any("another build" in r.getMessage() for r in caplog.records)

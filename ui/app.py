@@ -362,10 +362,9 @@ class Library:
                     path.unlink(missing_ok=True)
                 raise
             index = self._index
+        documents = index.stored.manifest["documents"]
         counts = {f"{UPLOADS}/{p.name}": 0 for p in written}
-        for chunk in index.chunks:
-            if chunk.doc_id in counts:
-                counts[chunk.doc_id] += 1
+        counts = {doc_id: documents.get(doc_id, {}).get("chunks", 0) for doc_id in counts}
         summary = ", ".join(
             f"{doc_id.removeprefix(UPLOADS + '/')} ({n} passage{'s' * (n != 1)})"
             for doc_id, n in counts.items()
