@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         "--source",
         type=Path,
         default=settings.source_dir,
-        help=f"folder of .txt/.md documents (default: {settings.source_dir})",
+        help=f"folder of .txt .md .html .htm .pdf documents (default: {settings.source_dir})",
     )
     build.add_argument(
         "--out",

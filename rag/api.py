@@ -40,7 +40,7 @@ def open_index(
         folder = Path(source) if source is not None else settings.source_dir
         documents = corpus(folder, index_dir)
         if not documents:
-            raise SourceNotFound(f"no readable .txt or .md documents in {folder}")
+            raise SourceNotFound(f"no readable .txt, .md, .html, .htm or .pdf documents in {folder}")
     stored = sync(documents, index_dir, chunking or settings.chunk, progress=progress)
     return Index(stored, fusion=fusion)
 

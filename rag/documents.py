@@ -1,21 +1,28 @@
-"""Stage 1: read a folder of documents, and find which lines of each are content.
+"""Stage 1: find the documents in a folder, read them, and find which lines of each are content.
 
-Offsets everywhere refer to the text exactly as read from the file, so a citation can point at
-the characters a reader will find when they open it.
+Scanning (:func:`scan_documents`) only lists and stats files, so an incremental build can tell what
+changed without parsing anything; :func:`read_document` reads one (see :mod:`rag.readers`).
+
+Offsets everywhere refer to a document's ``text``. For ``.txt`` and ``.md`` that is the file exactly as
+read, so a citation points at the characters a reader finds on opening it. For HTML and PDF it is the
+extracted text (the page's visible text; the PDF's text layer, pages joined by a blank line), and a
+PDF's ``Document.pages`` maps offsets back to page numbers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SourceNotFound
+from .errors import DocumentUnreadable, SourceNotFound
+from .readers import SUFFIXES, read_text
 from .types import Document
 
 log = logging.getLogger("rag")
-
-SUFFIXES = (".txt", ".md")
 
 _ISO_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[-/.](0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])(?!\d)")
 # A date in a document's first lines ("Updated : 2021-04-06", "date 2023-07-24") is its publication date.
@@ -43,38 +50,72 @@ _FURNITURE = re.compile(
 )
 
 
-def load_documents(folder: Path) -> list[Document]:
-    """Every ``.txt``/``.md`` file below ``folder``, sorted by path.
+@dataclass(frozen=True)
+class SourceFile:
+    """A document file found by a scan, not yet read: its id, where it is, and what stat said."""
 
-    Unreadable, empty and non-UTF-8 files are skipped with a warning naming them; the rest load.
+    id: str  # the path relative to the scanned folder, with "/" separators
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def scan_documents(folder: Path) -> list[SourceFile]:
+    """Every file below ``folder`` with a supported suffix (any case), sorted by id; reads none of them.
+
+    Hidden files and hidden folders (``.git``, ``.venv``...) are left out, and the walk does not enter
+    hidden folders at all, however large. Linked folders are not followed (as ``Path.rglob`` does not).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceNotFound(f"no folder of documents at {folder} - pass --source DIR or set RAG_SOURCE_DIR")
-    docs = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()):
-        doc_id = path.relative_to(folder).as_posix()
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except OSError as e:
-            log.warning("skipped %s: cannot read it (%s)", doc_id, e.strerror or e)
-            continue
-        except UnicodeDecodeError as e:
-            log.warning("skipped %s: not UTF-8 text (byte %d)", doc_id, e.start)
-            continue
-        if not text.strip():
-            log.warning("skipped %s: the file is empty", doc_id)
-            continue
-        docs.append(make_document(doc_id, text))
-    return docs
+    found = []
+
+    def unlisted(e: OSError) -> None:  # a sub-folder we may not list: say so, and scan the rest
+        where = Path(e.filename).relative_to(folder).as_posix() if e.filename else folder
+        log.warning("skipped %s: cannot list it (%s)", where, e.strerror or e)
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
+                continue
+            path = Path(dirpath, name)
+            doc_id = path.relative_to(folder).as_posix()
+            try:
+                st = path.stat()
+            except OSError as e:  # vanished since listed, or a dangling link: nothing to read
+                log.warning("skipped %s: cannot read it (%s)", doc_id, e.strerror or e)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append(SourceFile(doc_id, path, st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda f: f.id)
 
 
-def make_document(doc_id: str, text: str) -> Document:
+def read_document(f: SourceFile) -> Document | None:
+    """The document in ``f``; None, with a warning naming the file and why, when it cannot be read."""
+    try:
+        text, pages = read_text(f.path)
+    except DocumentUnreadable as e:
+        log.warning("skipped %s: %s", f.id, e)
+        return None
+    return make_document(f.id, text, pages=pages)
+
+
+def load_documents(folder: Path) -> list[Document]:
+    """Every readable document below ``folder`` (see :func:`scan_documents`), sorted by id.
+
+    Unreadable, empty and badly encoded files are skipped with a warning naming them; the rest load.
+    """
+    return [doc for f in scan_documents(folder) if (doc := read_document(f)) is not None]
+
+
+def make_document(doc_id: str, text: str, *, pages: tuple[int, ...] = ()) -> Document:
     """A document with its title (first non-empty line) and date (first date in its opening lines)."""
     if text.startswith("\ufeff"):
         # keep offsets aligned with the file: blank the byte-order mark rather than dropping it
         text = " " + text[1:]
-    return Document(id=doc_id, title=_title(text, doc_id), date=_date(text), text=text)
+    return Document(id=doc_id, title=_title(text, doc_id), date=_date(text), text=text, pages=pages)
 
 
 def _title(text: str, fallback: str) -> str:

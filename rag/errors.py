@@ -13,6 +13,10 @@ class SourceNotFound(RagError):
     """The folder of documents does not exist or holds no readable document."""
 
 
+class DocumentUnreadable(RagError):
+    """One file could not be turned into text; the message says why. Builds skip it and go on."""
+
+
 class IndexNotFound(RagError):
     """No usable index at the given place."""
 

@@ -2,26 +2,53 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Document:
-    """One source document. ``text`` is the whole file as read, so offsets index into the original."""
+    """One source document and its text: a text file as read, or the text extracted from HTML or PDF.
+
+    ``pages`` holds the offset in ``text`` where each page starts (page 1 at 0) for paged formats
+    (PDF), and is empty for the rest.
+    """
 
     id: str  # the file name (relative to the source folder)
     title: str
     date: str | None
     text: str
+    pages: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        pages = self.pages
+        if pages and (
+            pages[0] != 0
+            or pages[-1] > len(self.text)
+            or any(a > b for a, b in zip(pages, pages[1:], strict=False))
+        ):
+            raise ValueError(f"{self.id}: page starts {pages[:5]}... must rise from 0 within the text")
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``offset`` of ``text`` (0 to ``len(text)``); None for an unpaged
+        document. For a passage ``text[start:end]``, its last page is ``page_at(end - 1)``."""
+        if not 0 <= offset <= len(self.text):
+            raise ValueError(f"offset {offset} is outside {self.id} (0 to {len(self.text)})")
+        if not self.pages:
+            return None
+        # the last page starting at or before the offset: the blank line between two pages counts
+        # as the page before it
+        return bisect_right(self.pages, offset)
 
 
 @dataclass(frozen=True)
 class Citation:
     """A passage that supports an answer (or a retrieval hit).
 
-    ``start``/``end`` are character offsets of ``text`` in the source file, so
+    ``start``/``end`` are character offsets of ``text`` in the source document's text, so
     ``source_text[start:end] == text``. ``answer_start``/``answer_end`` locate the
-    answer span inside ``text`` when there is one.
+    answer span inside ``text`` when there is one. ``page`` is the page the passage starts on, for
+    paged sources (PDF).
     """
 
     source: str
@@ -33,6 +60,7 @@ class Citation:
     score: float
     answer_start: int | None = None
     answer_end: int | None = None
+    page: int | None = None
 
     @property
     def answer(self) -> str | None:

@@ -8,7 +8,7 @@ seconds); the index of ``seeds/`` is built once per session for the tests that o
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -109,3 +109,22 @@ def tiny_source(tmp_path, tiny_corpus) -> Path:
     for name, text in tiny_corpus.items():
         (folder / name).write_bytes(text.encode("utf-8"))
     return folder
+
+
+@pytest.fixture(scope="session")
+def make_pdf() -> Callable[[Sequence[str | None]], bytes]:
+    """A real PDF (written by fpdf2) with one page per item: its text, or a drawing and no text for None."""
+    from fpdf import FPDF
+
+    def make(pages: Sequence[str | None]) -> bytes:
+        pdf = FPDF()
+        pdf.set_font("Helvetica", size=12)
+        for text in pages:
+            pdf.add_page()
+            if text is None:
+                pdf.rect(20, 20, 120, 80, style="F")  # what a scan looks like to a text extractor
+            else:
+                pdf.multi_cell(0, 8, text=text)
+        return bytes(pdf.output())
+
+    return make

@@ -59,6 +59,32 @@ def test_index_build_writes_an_index(tmp_path, tiny_source):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "docs"]  # nothing else written
 
 
+def test_index_build_reads_every_format_in_sub_folders_and_names_what_it_skips(tmp_path, make_pdf):
+    source = tmp_path / "corpus"
+    (source / "web").mkdir(parents=True)
+    (source / "reports" / "2024").mkdir(parents=True)
+    (source / ".git").mkdir()
+    (source / "notes.md").write_text("# Notes\n\nThe harbour bridge reopened in May.\n", encoding="utf-8")
+    (source / "web" / "bakery.html").write_text(
+        "<title>Quill Bakery</title><script>track()</script><p>The Quill Bakery sells rye bread.</p>",
+        encoding="utf-8",
+    )
+    (source / "reports" / "2024" / "annual.pdf").write_bytes(
+        make_pdf(["Annual Report", "The viaduct carried 40,000 cars a day."])
+    )
+    (source / "reports" / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type")
+    (source / ".git" / "HEAD.txt").write_text("ref: refs/heads/main\n", encoding="utf-8")
+    out = tmp_path / "built"
+    result = run("index", "build", "--source", str(source), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "3 documents" in result.stdout
+    assert "skipped reports/broken.pdf: not a readable PDF" in result.stderr
+    assert "Traceback" not in result.stderr
+    name = (out / "CURRENT").read_text(encoding="utf-8").strip()
+    manifest = json.loads((out / name / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(manifest["documents"]) == ["notes.md", "reports/2024/annual.pdf", "web/bakery.html"]
+
+
 def test_index_build_of_a_missing_folder_is_a_one_line_error(tmp_path):
     result = run("index", "build", "--source", "/nonexistent", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 2

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 
 import pytest
 
 import rag
+from rag import Citation, Document
 from rag.config import PROJECT_ROOT
-from rag.documents import content_runs, is_furniture, load_documents, make_document
+from rag.documents import (
+    SourceFile,
+    content_runs,
+    is_furniture,
+    load_documents,
+    make_document,
+    read_document,
+    scan_documents,
+)
 
 SEEDS = PROJECT_ROOT / "seeds"
 
@@ -184,3 +194,138 @@ def test_load_documents_recurses_with_ids_relative_to_the_folder(tmp_path):
 def test_missing_folder_raises_source_not_found(tmp_path):
     with pytest.raises(rag.SourceNotFound, match="nowhere"):
         load_documents(tmp_path / "nowhere")
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+def test_page_at_maps_offsets_to_pages_by_hand():
+    text = "one\n\ntwo\n\nthree"  # pages start at 0, 5 and 10
+    doc = Document("a.pdf", "one", None, text, pages=(0, 5, 10))
+    assert [doc.page_at(i) for i in range(len(text) + 1)] == [1] * 5 + [2] * 5 + [3] * 6
+    # the blank line between pages belongs to the page before it
+    assert doc.page_at(text.index("two") - 1) == 1
+    unpaged = Document("a.txt", "one", None, text)
+    assert unpaged.pages == () and unpaged.page_at(3) is None
+    for bad in (-1, len(text) + 1):
+        with pytest.raises(ValueError, match="outside a.pdf"):
+            doc.page_at(bad)
+
+
+@pytest.mark.parametrize("pages", [(1, 5), (0, 5, 3), (0, 99)])
+def test_page_starts_must_rise_from_zero_within_the_text(pages):
+    with pytest.raises(ValueError, match="page starts"):
+        Document("a.pdf", "t", None, "one\n\ntwo", pages=pages)
+
+
+def test_citation_page_is_optional_and_last():
+    c = Citation("a.txt", "A", None, "text", 0, 4, 0.5, 1, 3)  # positional, as before pages existed
+    assert c.page is None and c.answer == "ex"
+    assert Citation("a.pdf", "A", None, "text", 0, 4, 0.5, page=2).page == 2
+
+
+# --- scanning and reading every format ------------------------------------------------------------
+
+
+def test_scan_documents_lists_supported_files_with_size_and_mtime_without_reading(tmp_path, monkeypatch):
+    write(tmp_path / "b.txt", "B text")
+    write(tmp_path / "a" / "page.HTML", "<p>html</p>")
+    write(tmp_path / "a" / "deep" / "report.pdf", b"%PDF-not read by a scan")
+    write(tmp_path / "a" / "old.htm", "<p>htm</p>")
+    write(tmp_path / "notes.json", "{}")
+    write(tmp_path / "picture.png", b"\x89PNG")
+    write(tmp_path / ".hidden.md", "hidden file")
+    write(tmp_path / ".git" / "HEAD.txt", "inside a hidden folder")
+    write(tmp_path / "a" / ".cache" / "c.md", "inside a nested hidden folder")
+    (tmp_path / "folder.md").mkdir()  # a folder named like a document is not one
+
+    def no_reading(self, *args, **kwargs):
+        raise AssertionError(f"scan_documents read {self}")
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", no_reading)
+    monkeypatch.setattr(pathlib.Path, "read_text", no_reading)
+    monkeypatch.setattr(pathlib.Path, "open", no_reading)
+    files = scan_documents(tmp_path)
+    assert [f.id for f in files] == ["a/deep/report.pdf", "a/old.htm", "a/page.HTML", "b.txt"]
+    for f in files:
+        st = (tmp_path / f.id).stat()
+        assert f == SourceFile(f.id, tmp_path / f.id, st.st_size, st.st_mtime_ns)
+    assert files[-1].size == len("B text")
+
+
+def test_scan_documents_warns_of_a_folder_it_cannot_list_and_scans_the_rest(tmp_path, monkeypatch, caplog):
+    write(tmp_path / "a.txt", "A")
+    write(tmp_path / "locked" / "b.txt", "B")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        # chmod cannot lock root out, and CI may run as root: make the listing itself fail
+        if pathlib.Path(path) == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        assert [f.id for f in scan_documents(tmp_path)] == ["a.txt"]
+    assert [r.getMessage() for r in caplog.records] == ["skipped locked: cannot list it (Permission denied)"]
+
+
+def test_scan_documents_raises_source_not_found_for_a_missing_folder(tmp_path):
+    with pytest.raises(rag.SourceNotFound, match="nowhere"):
+        scan_documents(tmp_path / "nowhere")
+
+
+def test_read_document_reads_one_scanned_file(tmp_path, make_pdf, caplog):
+    write(tmp_path / "r" / "report.pdf", make_pdf(["Report title", "Findings on page two."]))
+    write(tmp_path / "bad.pdf", b"%PDF-1.4 broken")
+    good, bad = sorted(scan_documents(tmp_path), key=lambda f: f.id != "r/report.pdf")
+    doc = read_document(good)
+    assert (doc.id, doc.title) == ("r/report.pdf", "Report title")
+    assert doc.page_at(doc.text.index("Findings")) == 2
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        assert read_document(bad) is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "rag"]
+    assert warning.startswith("skipped bad.pdf: not a readable PDF (")  # then pypdf's words for what broke
+
+
+def test_load_documents_reads_every_format_in_sub_folders(tmp_path, make_pdf):
+    write(tmp_path / "notes.txt", "Notes\n\nPlain text.")
+    write(tmp_path / "web" / "page.html", "<title>Web Page</title><script>x()</script><p>From the web.</p>")
+    write(tmp_path / "web" / "old.htm", "<h1>Old Page</h1><p>Older HTML.</p>")
+    write(tmp_path / "papers" / "2024" / "study.PDF", make_pdf(["A Study", "Results: 42 apples.", "Thanks."]))
+    docs = {d.id: d for d in load_documents(tmp_path)}
+    assert list(docs) == ["notes.txt", "papers/2024/study.PDF", "web/old.htm", "web/page.html"]
+    assert {i: d.title for i, d in docs.items()} == {
+        "notes.txt": "Notes",
+        "papers/2024/study.PDF": "A Study",
+        "web/old.htm": "Old Page",
+        "web/page.html": "Web Page",
+    }
+    assert docs["web/page.html"].text == "Web Page\n\nFrom the web."
+    study = docs["papers/2024/study.PDF"]
+    assert study.page_at(study.text.index("42 apples")) == 2
+    assert [d.pages for i, d in docs.items() if i != "papers/2024/study.PDF"] == [(), (), ()]
+
+
+def test_unreadable_files_of_every_format_are_skipped_with_a_warning_naming_them(tmp_path, make_pdf, caplog):
+    write(tmp_path / "good.pdf", make_pdf(["Good PDF", "Second page."]))
+    write(tmp_path / "good.html", "<p>Good HTML.</p>")
+    write(tmp_path / "scans" / "scanned.pdf", make_pdf([None, None]))
+    write(tmp_path / "corrupt.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog")
+    write(tmp_path / "empty.pdf", b"")
+    write(tmp_path / "latin1.html", "<p>Café</p>".encode("latin-1"))
+    write(tmp_path / "blank.htm", "<html><head><title>x</title></head><body>  </body></html>")
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        docs = load_documents(tmp_path)
+    assert [d.id for d in docs] == ["good.html", "good.pdf"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "rag" and r.levelno == logging.WARNING]
+    expected = [
+        ("blank.htm", "no visible text"),
+        ("corrupt.pdf", "not a readable PDF"),
+        ("empty.pdf", "not a readable PDF"),
+        ("latin1.html", "not UTF-8"),
+        ("scans/scanned.pdf", "no text layer"),
+    ]
+    assert len(warnings) == len(expected), warnings
+    for (name, why), warning in zip(expected, warnings, strict=True):
+        assert warning.startswith(f"skipped {name}: ") and why in warning, (name, warning)

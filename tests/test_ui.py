@@ -197,7 +197,9 @@ def write(folder: Path, name: str, data: bytes | str) -> Path:
 @pytest.mark.parametrize(
     ("name", "data", "says"),
     [
-        ("slides.pdf", b"%PDF-1.4", "only .txt and .md"),
+        ("slides.pptx", b"PK", "only .txt, .md, .html, .htm and .pdf"),
+        ("scan.pdf", b"%PDF-1.4 not really", "not a readable PDF"),
+        ("menu.html", b"<script>only()</script>", "no visible text"),
         ("big.txt", b"a" * (MAX_UPLOAD_BYTES + 1), "over the 1 MB limit"),
         ("latin1.txt", "café".encode("latin-1"), "not UTF-8"),
         ("blank.md", b" \n\t\n", "empty"),
@@ -244,6 +246,20 @@ def test_upload_is_stored_under_the_index_and_cited_at_once(library, tmp_path):
     reply, cards = final(respond(ZORBLAT_QUESTION, [], index=library.index, seconds=0))
     assert "May 5, 1999" in reply["content"]
     assert "uploads/zorblat notes.md" in cards["content"]
+
+
+def test_uploaded_pdf_and_html_are_stored_as_they_came_and_cited(library, tmp_path, make_pdf):
+    pdf = make_pdf(["Zorblat Annual Report", ZORBLAT.split("\n\n")[1].strip()])
+    page = b"<title>Quill Bakery</title><script>noise()</script><p>The Quill Bakery sells rye bread.</p>"
+    files = [str(write(tmp_path, "report.pdf", pdf)), str(write(tmp_path, "bakery.html", page))]
+    note = add_documents(files, library)
+    assert note.startswith("Added report.pdf (1 passage), bakery.html (1 passage)")
+    assert (library.uploads_dir / "report.pdf").read_bytes() == pdf
+    assert (library.uploads_dir / "bakery.html").read_bytes() == page
+
+    reply, cards = final(respond(ZORBLAT_QUESTION, [], index=library.index, seconds=0))
+    assert "May 5, 1999" in reply["content"]
+    assert "uploads/report.pdf" in cards["content"]
 
 
 def test_same_name_never_silently_replaces_another_upload(library, tmp_path):
@@ -358,7 +374,7 @@ def test_upload_names_are_checked_again_when_stored(library):
     from ui.app import Upload
 
     with pytest.raises(ValueError, match="not a safe file name"):
-        library.add([Upload("../escape.txt", "text")])
+        library.add([Upload("../escape.txt", b"text")])
     assert not (library.index_dir / "escape.txt").exists()
 
 
@@ -428,9 +444,12 @@ def test_api_upload_refusals_leave_the_index_alone(upload_server, tmp_path):
     bad = write(tmp_path, "cp1252.txt", "naïve café".encode("cp1252"))
     note, status = client(url).predict([handle_file(str(bad))], api_name="/upload")
     assert note.startswith("⚠️ Upload refused") and "not UTF-8" in note
+    broken = write(tmp_path, "broken.pdf", b"%PDF-1.4")
+    note, _ = client(url).predict([handle_file(str(broken))], api_name="/upload")
+    assert note.startswith("⚠️ Upload refused") and "broken.pdf: not a readable PDF" in note
     # Gradio itself refuses types the button does not accept, before our code runs
-    pdf = write(tmp_path, "slides.pdf", b"%PDF-1.4")
+    slides = write(tmp_path, "slides.pptx", b"PK")
     with pytest.raises(Exception, match="Invalid file type"):
-        client(url).predict([handle_file(str(pdf))], api_name="/upload")
+        client(url).predict([handle_file(str(slides))], api_name="/upload")
     assert snapshot(lib) == state
     assert status == lib.status()

@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument(
-        "--source", type=Path, help="folder of .txt/.md documents (default: RAG_SOURCE_DIR or seeds/)"
+        "--source",
+        type=Path,
+        help="folder of .txt .md .html .htm .pdf documents (default: RAG_SOURCE_DIR or seeds/)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -25,8 +25,9 @@ import gradio as gr
 from rag import Answer, Citation, Index, RagError, ask, open_index
 from rag.api import UPLOADS, corpus
 from rag.config import MAX_QUESTION_CHARS, get_settings
-from rag.documents import SUFFIXES
+from rag.errors import DocumentUnreadable
 from rag.question import message_text
+from rag.readers import SUFFIXES, extract
 
 TITLE = "Ask the documents"
 EXAMPLES = [
@@ -42,8 +43,8 @@ CONCURRENCY = 8  # chat requests answered at once; ask() is ~15 ms, so more woul
 STREAM_SECONDS = 0.25  # pacing of the whole reply, however long
 STREAM_STEPS = 8  # updates after the short answer
 
-# Uploads: small text files only, all checked before anything is written or indexed.
-UPLOAD_SUFFIXES = SUFFIXES  # (".txt", ".md"): what the library reads
+# Uploads: small files of the kinds the library reads, all checked before anything is written or indexed.
+UPLOAD_SUFFIXES = SUFFIXES  # .txt .md .html .htm .pdf
 MAX_UPLOAD_BYTES = 1_000_000
 MAX_UPLOAD_FILES = 20
 MAX_NAME_CHARS = 80
@@ -217,10 +218,10 @@ class UploadRejected(RagError):
 
 @dataclass(frozen=True)
 class Upload:
-    """An uploaded file that passed every check: its sanitised name and its text."""
+    """An uploaded file that passed every check: its sanitised name and its bytes, stored as they came."""
 
     name: str
-    text: str
+    data: bytes
 
 
 def safe_name(name: str) -> str:
@@ -252,7 +253,7 @@ def check_upload(paths: list[str | Path] | None) -> list[Upload]:
         shown = path.name
         name = safe_name(path.name)
         if not path.name.lower().endswith(UPLOAD_SUFFIXES):
-            problems.append(f"{shown}: only .txt and .md files can be added")
+            problems.append(f"{shown}: only {_kinds()} files can be added")
             continue
         if not name:
             problems.append(f"{shown}: the file name has no usable characters; rename it")
@@ -269,17 +270,20 @@ def check_upload(paths: list[str | Path] | None) -> list[Upload]:
             problems.append(f"{shown}: cannot read it ({e.strerror or e})")
             continue
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            problems.append(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8")
+            # read it now, as the index will: a file that cannot be read is refused, not stored
+            extract(data, Path(name).suffix)
+        except DocumentUnreadable as e:
+            problems.append(f"{shown}: {e}")
             continue
-        if not text.strip():
-            problems.append(f"{shown}: the file is empty")
-            continue
-        uploads.append(Upload(name, text))
+        uploads.append(Upload(name, data))
     if problems:
         raise UploadRejected("nothing was added. " + "; ".join(problems))
     return uploads
+
+
+def _kinds() -> str:
+    *most, last = UPLOAD_SUFFIXES
+    return f"{', '.join(most)} and {last}"
 
 
 class Library:
@@ -373,7 +377,7 @@ class Library:
         return " ".join(x for x in [head, *notes] if x) or "Nothing new to add."
 
     def _store(self, up: Upload) -> tuple[Path | None, str]:
-        """Write one upload under a free name; (None, note) when the same text is already there."""
+        """Write one upload under a free name; (None, note) when the same file is already there."""
         if safe_name(up.name) != up.name:
             raise ValueError(f"{up.name!r} is not a safe file name: pass uploads through check_upload()")
         stem, suffix = os.path.splitext(up.name)
@@ -381,10 +385,10 @@ class Library:
             name = up.name if n == 1 else f"{stem}-{n}{suffix}"
             path = self.uploads_dir / name
             try:
-                with open(path, "x", encoding="utf-8", newline="") as f:
-                    f.write(up.text)
+                with open(path, "xb") as f:
+                    f.write(up.data)
             except FileExistsError:
-                if path.read_bytes() == up.text.encode("utf-8"):
+                if path.read_bytes() == up.data:
                     return None, f"{name} was already added, unchanged."
                 continue
             note = f"{up.name} was saved as {name}: a different {up.name} is already there." if n > 1 else ""
@@ -519,7 +523,7 @@ def create_app(library: Library | None = None) -> gr.Blocks:
                 size="md",
             )
             gr.Markdown(
-                f".txt or .md, UTF-8, up to {MAX_UPLOAD_FILES} files of at most"
+                f"{_kinds()} (text as UTF-8), up to {MAX_UPLOAD_FILES} files of at most"
                 f" {MAX_UPLOAD_BYTES / 1e6:g} MB each. They are indexed at once and can be cited.",
                 elem_id="rag-upload-note",
             )
