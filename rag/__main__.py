@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Related passages:" if answer.abstained else "Sources:")
     for n, c in enumerate(answer.citations, 1):
-        where = f"{c.source}, characters {c.start}-{c.end}" + (f", {c.date}" if c.date else "")
+        page = f", page {c.page}" if c.page else ""
+        where = f"{c.source}{page}, characters {c.start}-{c.end}" + (f", {c.date}" if c.date else "")
         print(f"[{n}] {c.title} ({where}; score {c.score:.3f})")
         print(textwrap.indent(textwrap.shorten(c.text, 240, placeholder=" …"), "    "))
     return 0

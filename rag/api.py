@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .answering import answer
 from .config import MAX_QUESTION_CHARS, ChunkSettings, get_settings
-from .documents import load_documents
+from .documents import SourceFile, read_document, scan_documents
 from .errors import InvalidQuestion, SourceNotFound
 from .retrieval import Index
 from .store import sync
@@ -23,7 +23,7 @@ _default_lock = threading.Lock()
 def open_index(
     *,
     source: Path | None = None,
-    documents: list[Document] | None = None,
+    documents: list[Document | SourceFile] | None = None,
     index_dir: Path | None = None,
     progress: bool = True,
     chunking: ChunkSettings | None = None,
@@ -40,19 +40,22 @@ def open_index(
         folder = Path(source) if source is not None else settings.source_dir
         documents = corpus(folder, index_dir)
         if not documents:
-            raise SourceNotFound(f"no readable .txt, .md, .html, .htm or .pdf documents in {folder}")
-    stored = sync(documents, index_dir, chunking or settings.chunk, progress=progress)
+            raise SourceNotFound(f"no .txt, .md, .html, .htm or .pdf documents in {folder}")
+    stored = sync(documents, index_dir, chunking or settings.chunk, progress=progress, read=read_document)
+    if not stored.manifest["documents"]:
+        raise SourceNotFound(f"none of the {len(documents)} documents could be read (see the warnings)")
     return Index(stored, fusion=fusion)
 
 
-def corpus(source: Path, index_dir: Path) -> list[Document]:
-    """The documents of ``source``, plus any uploaded into ``<index_dir>/uploads`` (by the chat page),
-    whose ids are ``uploads/<name>``: every entry point indexes the same set, so none drops the others'."""
-    documents = load_documents(source)
+def corpus(source: Path, index_dir: Path) -> list[SourceFile]:
+    """The files of ``source``, plus any uploaded into ``<index_dir>/uploads`` (by the chat page), whose
+    ids are ``uploads/<name>``: every entry point indexes the same set, so none drops the others'.
+    Only listed here (name, size, mtime); a build reads just the files that changed."""
+    files = scan_documents(source)
     uploads = Path(index_dir) / UPLOADS
     if uploads.is_dir():
-        documents += [dataclasses.replace(d, id=f"{UPLOADS}/{d.id}") for d in load_documents(uploads)]
-    return documents
+        files += [dataclasses.replace(f, id=f"{UPLOADS}/{f.id}") for f in scan_documents(uploads)]
+    return files
 
 
 def default_index() -> Index:

@@ -9,6 +9,7 @@ that are merely middling in both rankings.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -113,6 +114,9 @@ class Index:
         self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
     ) -> Citation:
         c = self.chunks[hit.chunk]
+        pages = self.stored.manifest["documents"].get(c.doc_id, {}).get("pages")
+        # the page of the answer when there is one, else of the passage's first line
+        where = c.start + (answer[0] if answer else 0)
         return Citation(
             source=c.doc_id,
             title=c.title,
@@ -123,6 +127,7 @@ class Index:
             score=round(hit.score if score is None else score, 4),
             answer_start=answer[0] if answer else None,
             answer_end=answer[1] if answer else None,
+            page=bisect.bisect_right(pages, where) if pages else None,
         )
 
 

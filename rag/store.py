@@ -40,6 +40,7 @@ import numpy as np
 
 from .chunking import Chunk, chunk_document
 from .config import ChunkSettings
+from .documents import SourceFile
 from .embedding import DIMENSION, MODEL_NAME, encode_passages
 from .errors import IndexMismatch, IndexNotFound
 from .nlp import Sentence, terms
@@ -57,16 +58,6 @@ HNSW_FROM = 200_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A file to index, known by its path relative to the source folder and its size and mtime."""
-
-    id: str
-    path: Path
-    size: int
-    mtime_ns: int
 
 
 def sha256(text: str) -> str:

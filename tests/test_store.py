@@ -391,3 +391,70 @@ def test_a_second_build_waits_for_the_first(tmp_path, tiny_docs, caplog):
     holder.join()
     assert time.perf_counter() - started >= 0.4
     assert any("another build" in r.getMessage() for r in caplog.records)
+
+
+def _files(folder):
+    from rag.documents import scan_documents
+
+    return scan_documents(folder)
+
+
+def test_unchanged_files_are_not_read_again(tmp_path, tiny_source, recorder):
+    from rag.documents import read_document
+
+    index_dir = tmp_path / "index"
+    store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    files = snapshot(index_dir)
+
+    def no_read(f):
+        raise AssertionError(f"read {f.id} although its size and mtime did not change")
+
+    recorder.calls.clear()
+    again = store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=no_read)
+    assert recorder.texts == []
+    assert snapshot(index_dir) == files
+    assert again.manifest["num_documents"] == len(_files(tiny_source))
+
+
+def test_a_touched_but_unchanged_file_is_hashed_not_embedded(tmp_path, tiny_source, tiny_docs, recorder):
+    import os
+
+    from rag.documents import read_document
+
+    index_dir = tmp_path / "index"
+    store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    path = tiny_source / "bakery.txt"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
+    recorder.calls.clear()
+    after = store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    assert recorder.texts == []
+    assert after.manifest["documents"]["bakery.txt"]["mtime_ns"] == path.stat().st_mtime_ns  # remembered
+
+    path.write_text(path.read_text(encoding="utf-8") + "It also sells rye bread.\n", encoding="utf-8")
+    recorder.calls.clear()
+    edited = store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    bakery = [read_document(f) for f in _files(tiny_source) if f.id == "bakery.txt"]
+    assert recorder.texts == embedded_texts(bakery)
+    assert "rye bread" in " ".join(c.text for c in edited.chunks)
+
+
+def test_pdf_pages_reach_the_citations(tmp_path, make_pdf):
+    folder = tmp_path / "docs"
+    (folder / "reports").mkdir(parents=True)
+    (folder / "reports" / "harbour.pdf").write_bytes(
+        make_pdf(
+            [
+                "Harbour Annual Report. The harbour master keeps the tide tables for the port.",
+                "The new breakwater at Porthkennack was finished in 1987 by the county engineers.",
+            ]
+        )
+    )
+    (folder / "note.txt").write_text("Garden note\n\nThe roses bloom in June.\n", encoding="utf-8")
+    index = rag.open_index(source=folder, index_dir=tmp_path / "index", progress=False)
+    answer = rag.ask("When was the breakwater at Porthkennack finished?", index=index)
+    top = answer.citations[0]
+    assert top.source == "reports/harbour.pdf"
+    assert top.page == 2
+    assert "1987" in answer.text
+    notes = rag.retrieve("roses bloom", k=1, index=index)
+    assert notes[0].source == "note.txt" and notes[0].page is None

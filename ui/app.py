@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 
 from rag import Answer, Citation, Index, RagError, ask, open_index
-from rag.api import UPLOADS, corpus
+from rag.api import UPLOADS
 from rag.config import MAX_QUESTION_CHARS, get_settings
 from rag.errors import DocumentUnreadable
 from rag.question import message_text
@@ -181,7 +181,8 @@ def render_sources(answer: Answer) -> str:
 
 
 def render_card(n: int, c: Citation, *, open_: bool, highlight: bool = True) -> str:
-    meta = " · ".join(html.escape(x) for x in (c.date, c.source) if x)
+    page = f"page {c.page}" if c.page else None
+    meta = " · ".join(html.escape(x) for x in (c.date, c.source, page) if x)
     span = (c.answer_start, c.answer_end) if highlight and c.answer_start is not None else None
     return (
         f'<details class="rag-card"{" open" if open_ else ""}>'
@@ -336,11 +337,8 @@ class Library:
         docs, passages = index.num_documents, index.num_chunks
         return f"{docs} document{'s' * (docs != 1)}, {passages} passage{'s' * (passages != 1)} indexed"
 
-    def documents(self):
-        return corpus(self.source, self.index_dir)
-
     def _build(self, *, progress: bool) -> Index:
-        return open_index(documents=self.documents(), index_dir=self.index_dir, progress=progress)
+        return open_index(source=self.source, index_dir=self.index_dir, progress=progress)
 
     def add(self, uploads: list[Upload]) -> str:
         """Store checked uploads and index them; return what happened, for the page.
