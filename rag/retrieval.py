@@ -5,6 +5,9 @@ default, ``convex``, adds the cosine similarity to the BM25 score divided by the
 (a convex combination of normalised scores, as in Bruch et al., 2023): unlike RRF it keeps how far ahead
 a hit is, so a passage that is the only one naming a rare word of the query is not outvoted by passages
 that are merely middling in both rankings.
+
+A second stage re-scores the best fused hits by adding their best sentence's cosine with the query: the
+sentence vectors come free with the index (see :func:`rag.embedding.encode_passages`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ RRF_K = 60  # the constant of Cormack et al. (2009); damps the head of each rank
 CANDIDATES = 30  # how deep each ranking is read before fusing
 DENSE_WEIGHT = 0.5  # convex fusion: weight of the cosine; BM25 (normalised) gets the rest
 FUSIONS = ("convex", "rrf")
+RESCORE = 20  # fused hits re-scored by their best sentence
+SENTENCE_WEIGHT = 1.0  # weight of a passage's best sentence cosine in the second stage
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,7 @@ class Index:
         dense_scores, dense_ids = self.stored.vectors.search(query_vector.reshape(1, -1), depth)
         dense = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0], strict=True) if i >= 0}
         lexical = self._bm25_scores(query)
-        lex_order = np.argsort(-lexical)[:depth] if lexical is not None else []
-        lex_ids = [int(i) for i in lex_order if lexical[i] > 0]
+        lex_ids = _top(lexical, depth) if lexical is not None else []
         if self.fusion == "rrf":
             fused: dict[int, float] = {}
             for ranking in (list(dense), lex_ids):
@@ -93,10 +97,28 @@ class Index:
                 + (1 - DENSE_WEIGHT) * (float(lexical[i]) / top if lexical is not None else 0.0)
                 for i in dense
             }
-        best = sorted(fused, key=lambda i: -fused[i])[:k]
+        best = sorted(fused, key=lambda i: -fused[i])[: max(RESCORE, k)]
         # a lexical-only hit is scored densely too, so every hit carries both signals
         self._fill_dense(dense, [i for i in best if i not in dense], query_vector)
+        # second stage: a passage that holds one sentence matching the question closely beats one that
+        # matches it loosely all over (the passage vector averages its sentences away)
+        for i, sim in zip(best, self._best_sentence(best, query_vector), strict=True):
+            fused[i] += SENTENCE_WEIGHT * sim
+        best = sorted(best, key=lambda i: -fused[i])[:k]
         return [Hit(i, fused[i], dense[i], float(lexical[i]) if lexical is not None else 0.0) for i in best]
+
+    def _best_sentence(self, ids: list[int], query_vector: np.ndarray) -> list[float]:
+        """Each passage's highest sentence cosine with the query."""
+        spans = [self.stored.sentence_rows(i) for i in ids]
+        rows = np.concatenate([np.arange(r.start, r.stop) for r in spans]) if spans else np.zeros(0, int)
+        if not len(rows):
+            return [0.0] * len(ids)
+        sims = np.asarray(self.stored.sentence_vectors[rows], dtype=np.float32) @ query_vector
+        out, pos = [], 0
+        for r in spans:
+            out.append(float(sims[pos : pos + len(r)].max()) if len(r) else 0.0)
+            pos += len(r)
+        return out
 
     def _fill_dense(self, dense: dict[int, float], ids: list[int], query_vector: np.ndarray) -> None:
         if ids:
@@ -129,6 +151,16 @@ class Index:
             answer_end=answer[1] if answer else None,
             page=bisect.bisect_right(pages, where) if pages else None,
         )
+
+
+def _top(scores: np.ndarray, n: int) -> list[int]:
+    """Positions of the ``n`` highest positive scores, best first, without sorting them all."""
+    if n < len(scores):
+        part = np.argpartition(-scores, n)[:n]
+    else:
+        part = np.arange(len(scores))
+    part = part[np.argsort(-scores[part], kind="stable")]
+    return [int(i) for i in part if scores[i] > 0]
 
 
 class Idf(Mapping[str, float]):

@@ -50,8 +50,8 @@ log = logging.getLogger("rag")
 
 FORMAT_VERSION = 3
 PROGRESS_MIN_DOCS = 20
-# Passages per saved batch: a killed build loses at most this much embedding work (~30 s here).
-BATCH_CHUNKS = 1024
+# Passages per saved batch: a killed build loses at most this much embedding work (~7 s here).
+BATCH_CHUNKS = 256
 # Past this many passages the vectors go into an HNSW graph instead of an exact flat index: below it
 # exact search answers within a few ms on 2 cores (see README, "Large indexes", for the measurements).
 HNSW_FROM = 200_000

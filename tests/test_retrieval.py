@@ -9,7 +9,7 @@ import pytest
 import rag
 from rag import retrieval
 from rag.config import PROJECT_ROOT
-from rag.embedding import embed
+from rag.embedding import embed, encode_passages
 from rag.nlp import terms
 
 SEEDS = PROJECT_ROOT / "seeds"
@@ -87,10 +87,15 @@ def test_hand_worked_scores(tiny_index, query, expected):
     docs = [terms(c.embedding_text) for c in convex.chunks]
     assert top.lexical == pytest.approx(bm25(query, docs, top.chunk), rel=1e-4)
     assert all(bm25(query, docs, i) == 0 for i in range(len(docs)) if i != top.chunk)
+    # second stage: plus the best cosine of one of its sentences (vectors from the passage's own pass)
+    _, sentence_vecs = encode_passages([chunk.embedding_text], [chunk.sentence_spans])
+    best_sentence = retrieval.SENTENCE_WEIGHT * float((sentence_vecs @ qv).max())
     # convex: w * cosine + (1 - w) * BM25 / best BM25, and this hit has the best BM25
-    assert top.score == pytest.approx(retrieval.DENSE_WEIGHT * top.dense + (1 - retrieval.DENSE_WEIGHT) * 1.0)
+    fused = retrieval.DENSE_WEIGHT * top.dense + (1 - retrieval.DENSE_WEIGHT) * 1.0
+    assert top.score == pytest.approx(fused + best_sentence, abs=2e-3)  # sentence vectors are float16
     # rrf: first in both rankings, so 1/(K+1) twice
-    assert rrf.search(query, k=1)[0].score == pytest.approx(2 / (retrieval.RRF_K + 1))
+    rrf_score = 2 / (retrieval.RRF_K + 1) + best_sentence
+    assert rrf.search(query, k=1)[0].score == pytest.approx(rrf_score, abs=2e-3)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
