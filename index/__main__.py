@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             _, manifest = read_manifest(args.out)
             manifest = {**manifest, "documents": f"{len(manifest['documents'])} documents"}
             print(json.dumps(manifest, indent=1))
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the index in use at {args.out} is unchanged; run the same command again to "
+            "resume (the finished batches are kept)",
+            file=sys.stderr,
+        )
+        return 130
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -135,3 +135,35 @@ def test_index_build_into_an_unwritable_place_is_a_one_line_error(tmp_path, tiny
     out = tmp_path / "a-file"
     out.write_text("not a directory", encoding="utf-8")
     assert index_main(["build", "--source", str(tiny_source), "--out", str(out)]) == 2
+
+
+def test_a_killed_build_resumes_where_it_stopped(tmp_path):
+    import signal
+    import time
+
+    source = tmp_path / "docs"
+    source.mkdir()
+    words = "harbour lantern orchard quarry meadow foundry ferry chapel granary mill".split()
+    for n in range(600):  # one short passage each: 3 batches of 256 or fewer
+        a, b, c = words[n % 10], words[n // 10 % 10], words[n // 100 % 10]
+        text = f"Note {n}\n\nThe {a} by the {b} was repaired in year {1000 + n} near the {c}.\n"
+        (source / f"note-{n:04d}.txt").write_text(text, encoding="utf-8")
+    out = tmp_path / "index"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "index", "build", "--source", str(source), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((out / "build").glob("batch-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.communicate()
+    saved = len(list((out / "build").glob("batch-*.json")))
+    assert saved >= 1
+    assert not (out / "CURRENT").exists()  # nothing was half-published
+
+    result = run("index", "build", "--source", str(source), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "600 documents" in result.stdout
+    resumed = int(result.stderr.split(" resumed from an interrupted build")[0].rsplit(", ", 1)[-1])
+    assert resumed == 256 * saved  # what the saved batches hold is not embedded again
+    assert not (out / "build").exists()
