@@ -50,6 +50,7 @@ class SystemResult:
     ask_p95_ms: float | None = None
     hit_at_1: float | None = None
     hit_at_5: float | None = None
+    ask_hit_at_1: float | None = None  # ask()'s first citation is from the gold document
     exact_match: float | None = None
     f1: float | None = None
     abstained: float | None = None
@@ -132,6 +133,7 @@ def summarize(
     if "predictions" in query:
         r.exact_match, r.f1 = answer_scores(query["predictions"], [q.answers for q in questions])
         r.abstained = metrics.mean(float(a) for a in query["abstained"])
+        r.ask_hit_at_1 = hit_rate(query["ask_sources"], golds, 1)
     r.threads = query.get("threads") or build.get("threads") or {}
     r.facts = {
         k: v for k, v in {**build, **query}.items() if k in ("version", "config", "faiss_index", "rag")
@@ -160,6 +162,7 @@ _ROWS = [  # (label, attribute, format)
     ("ask p95 ms", "ask_p95_ms", "{:.1f}"),
     ("hit@1 %", "hit_at_1", "pct"),
     ("hit@5 %", "hit_at_5", "pct"),
+    ("ask hit@1 %", "ask_hit_at_1", "pct"),
     ("EM", "exact_match", "pct"),
     ("F1", "f1", "pct"),
     ("abstained %", "abstained", "pct"),

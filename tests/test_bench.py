@@ -60,6 +60,7 @@ def test_summarize_turns_raw_child_results_into_rates():
         "ask_ms": [100.0, 300.0],
         "predictions": ["Paris", "Milan"],
         "abstained": [False, True],
+        "ask_sources": [["d1"], ["d9", "d2"]],
         "peak_rss_mib": 500.0,
     }
     r = bench_report.summarize("ours", build, query, questions, documents=2, tokens=400)
@@ -67,7 +68,7 @@ def test_summarize_turns_raw_child_results_into_rates():
     assert (r.build_peak_mib, r.query_peak_mib, r.open_s) == (300.0, 500.0, 0.5)
     assert r.retrieve_p50_ms == 20.0 and r.ask_p50_ms == 200.0
     assert (r.hit_at_1, r.hit_at_5) == (0.5, 1.0)
-    assert (r.exact_match, r.f1, r.abstained) == (0.5, 0.5, 0.5)
+    assert (r.exact_match, r.f1, r.abstained, r.ask_hit_at_1) == (0.5, 0.5, 0.5, 0.5)
     assert r.search_p50_ms is None  # not measured for this system
     assert r.threads == {"torch": 2}
 
