@@ -357,16 +357,23 @@ def test_the_passage_table_is_read_lazily(tiny_copy):
         loaded.chunks[len(loaded.chunks)]
 
 
-def test_large_indexes_switch_to_an_hnsw_graph_that_finds_the_same_passages(tmp_path, tiny_docs, monkeypatch):
+def test_large_indexes_switch_to_an_ivf_index_that_finds_the_same_passages(tmp_path, tiny_docs, monkeypatch):
     flat = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "flat", progress=False)
-    monkeypatch.setattr(store, "HNSW_FROM", 2)
-    graph = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "hnsw", progress=False)
+    monkeypatch.setattr(store, "IVF_FROM", 2)
+    ivf = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "ivf", progress=False)
     assert flat.stored.manifest["vector_index"] == {"kind": "flat"}
-    assert graph.stored.manifest["vector_index"]["kind"] == "hnsw"
-    assert isinstance(graph.stored.vectors, faiss.IndexHNSWFlat)
-    assert graph.stored.vectors.hnsw.efSearch == store.HNSW_EF_SEARCH
+    assert ivf.stored.manifest["vector_index"] == {"kind": "ivf", "lists": 1, "nprobe": 1}
+    assert isinstance(ivf.stored.vectors, faiss.IndexIVFFlat)
     for query in ("sourdough loaves", "steam locomotive over a viaduct", "lava and ash"):
-        assert [h.chunk for h in graph.search(query, k=3)] == [h.chunk for h in flat.search(query, k=3)]
+        assert [h.chunk for h in ivf.search(query, k=3)] == [h.chunk for h in flat.search(query, k=3)]
+    # an incremental update copies the vectors out of the IVF index
+    after = store.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "ivf", DEFAULT, progress=False)
+    assert_vectors_match_texts(after)
+
+
+@pytest.mark.parametrize(("n", "lists"), [(0, 1), (38, 1), (390, 10), (10_000, 256), (100_000, 1264)])
+def test_ivf_lists_follow_four_square_roots_with_enough_vectors_to_train_each(n, lists):
+    assert store.ivf_lists(n) == lists
 
 
 def test_a_second_build_waits_for_the_first(tmp_path, tiny_docs, caplog):
