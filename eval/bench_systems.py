@@ -68,7 +68,7 @@ def child_main(spec_path: Path) -> int:
     spec = read_spec(spec_path)
     quiet_transformers()
     try:
-        threads = _set_threads(spec.threads)
+        threads = _set_threads(spec.threads, querying=spec.phase != "build")
         result = {"ok": True, **_run(spec), "threads": threads}
     except Exception as e:  # noqa: BLE001 - reported to the parent, which shows the system as failed
         traceback.print_exc()
@@ -79,13 +79,17 @@ def child_main(spec_path: Path) -> int:
     return 0 if result["ok"] else 1
 
 
-def _set_threads(threads: int | None) -> dict[str, int]:
+def _set_threads(threads: int | None, *, querying: bool) -> dict[str, int]:
     import faiss
     import torch
 
     if threads is not None:
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
+    elif querying:
+        # one query at a time is fastest on one FAISS thread (OpenMP's hand-off costs more than a second
+        # core saves); every system gets that, as ours sets it for itself
+        faiss.omp_set_num_threads(1)
     return {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
 
 
