@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,16 +59,29 @@ class LLMSettings:
     max_tokens: int = 400
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"the language model URL must start with http:// or https://, not {self.base_url!r}"
-            )
+        problem = url_problem(self.base_url)
+        if problem:
+            raise ValueError(f"the language model URL {self.base_url!r} {problem}")
         if not self.timeout > 0:
             raise ValueError(
                 f"the language model timeout must be a positive number of seconds, not {self.timeout}"
             )
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a server URL, or None when it is usable."""
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
+    if not parts.hostname or any(c.isspace() for c in url):
+        return "names no valid host"
+    return None
 
 
 def get_llm_settings(

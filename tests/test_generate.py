@@ -176,7 +176,15 @@ def test_settings_come_from_the_environment_and_flags_win(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("kw", "says"), [({"base_url": "localhost:8080"}, "http://"), ({"timeout": 0}, "positive")]
+    ("kw", "says"),
+    [
+        ({"base_url": "localhost:8080"}, "http://"),
+        ({"base_url": "http://[::1"}, "not a valid URL"),
+        ({"base_url": "http://host:port/v1"}, "not a valid URL"),
+        ({"base_url": "http://exa mple/v1"}, "no valid host"),
+        ({"base_url": "http:///v1"}, "no valid host"),
+        ({"timeout": 0}, "positive"),
+    ],
 )
 def test_bad_settings_are_refused(kw, says):
     with pytest.raises(ValueError, match=says):

@@ -104,6 +104,7 @@ def test_page_fields_make_the_settings():
     default = LLMSettings("http://127.0.0.1:8080/v1", "qwen", "sk-env", 30)
     assert page_llm("", "qwen", "", default) is None, "an emptied URL means extractive answers"
     assert page_llm("localhost:8080", "", "", default) is None
+    assert page_llm("http://[::1", "", "", default) is None
     assert page_llm(" http://127.0.0.1:8080/v1 ", "", "", default) == LLMSettings(
         "http://127.0.0.1:8080/v1", "", "sk-env", 30
     )
@@ -116,6 +117,7 @@ def test_page_fields_make_the_settings():
 def test_the_note_says_what_answers():
     assert "extracted" in llm_note("", "")
     assert llm_note("127.0.0.1:8080", "").startswith("⚠️ Not used")
+    assert "not a valid URL" in llm_note("http://[::1", "")
     assert "`qwen`" in llm_note("http://127.0.0.1:8080/v1", "qwen")
     assert "first model" in llm_note("http://127.0.0.1:8080/v1", "")
 

@@ -26,7 +26,7 @@ import gradio as gr
 
 from rag import Answer, Citation, GeneratedAnswer, Index, LLMSettings, RagError, ask, ask_stream, open_index
 from rag.api import UPLOADS
-from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, get_settings
+from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, get_settings, url_problem
 from rag.errors import DocumentUnreadable
 from rag.question import message_text
 from rag.readers import SUFFIXES, extract
@@ -474,7 +474,7 @@ def page_llm(base_url: str | None, model: str | None, api_key: str | None, defau
     a URL (:func:`llm_note` says so beside the field). The configured key goes only to the configured
     server: a page that names another URL must give its own key."""
     url = (base_url or "").strip()
-    if not url or not url.startswith(("http://", "https://")):
+    if not url or url_problem(url):
         return None
     same = default is not None and url == default.base_url
     return LLMSettings(
@@ -490,8 +490,9 @@ def llm_note(base_url: str | None, model: str | None) -> str:
     url = (base_url or "").strip()
     if not url:
         return "No language model: answers are extracted from the passages."
-    if not url.startswith(("http://", "https://")):
-        return "⚠️ Not used: the URL must start with http:// or https://. Answers are extracted meanwhile."
+    problem = url_problem(url)
+    if problem:
+        return f"⚠️ Not used: the URL {_escape_md(problem)}. Answers are extracted meanwhile."
     who = f"`{_escape_md(model.strip())}`" if (model or "").strip() else "the server's first model"
     return (
         f"Answers are written by {who} at {_escape_md(url)} from the passages, with the extracted answer"
