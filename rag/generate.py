@@ -242,12 +242,11 @@ class Generation:
 
     def result(self) -> GeneratedAnswer:
         """The finished answer, streaming whatever is left first."""
-        if self._result is None:
-            if self._started:
-                raise RuntimeError("the Generation was abandoned part-way; its answer was never finished")
+        if self._result is None and not self._started:
             for _ in self:
                 pass
-        assert self._result is not None  # set by every path of __iter__
+        if self._result is None:
+            raise RuntimeError("the Generation was abandoned part-way; its answer was never finished")
         return self._result
 
     def _fallback(self, reason: str) -> GeneratedAnswer:

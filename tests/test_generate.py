@@ -401,3 +401,15 @@ def test_invalid_questions_raise_before_anything_is_asked(fake, seeds_index):
     with pytest.raises(rag.InvalidQuestion):
         ask_stream("  ", index=seeds_index, llm=settings(fake))
     assert fake.requests == []
+
+
+def test_a_generation_streams_once(fake, seeds_index):
+    fake.then(Say("March 31, 2021 [1]."), Say("March 31, 2021 [1]."))
+    gen = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake))
+    assert gen.result().grounded, "result() streams what is left"
+    with pytest.raises(RuntimeError, match="iterated once"):
+        list(gen)
+    abandoned = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake))
+    next(iter(abandoned))
+    with pytest.raises(RuntimeError, match="abandoned"):
+        abandoned.result()
