@@ -29,9 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(e))
 
     try:
+        from rag.__main__ import llm_settings
         from rag.errors import RagError
     except ImportError as e:
         return _error(f"cannot import the rag library: {e}")
+    llm = None
+    if args.llm:
+        try:
+            llm = llm_settings(args)
+        except ValueError as e:
+            return _error(str(e))
+        if llm is None:
+            return _error("--llm needs a server: set RAG_LLM_BASE_URL or pass --llm-base-url")
 
     rows = None if args.quiet else _RowPrinter(id_width=min(MAX_ID_WIDTH, max(len(i.id) for i in items)))
     try:
@@ -41,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             k=args.k,
             progress=args.quiet and len(items) >= PROGRESS_MIN_ITEMS,
             on_result=rows,
+            llm=llm,
         )
     except (EvalError, RagError) as e:
         return _error(str(e))
@@ -91,11 +101,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write a machine-readable report here")
     parser.add_argument(
+        "--llm",
+        action="store_true",
+        help="score the generative path: a language model writes each answer (see the --llm-* options)",
+    )
+    parser.add_argument(
         "--min-accuracy",
         type=_fraction,
         metavar="X",
         help="exit with code 1 when answer accuracy is below X (a fraction, 0..1)",
     )
+    from rag.__main__ import add_llm_options
+
+    add_llm_options(parser, switch_off=False)
     return parser
 
 
@@ -201,8 +219,19 @@ def _format_summary(report: Report) -> str:
         ("answerable abstained", f"{s.wrongly_abstained} (wrongly)"),
         ("latency", f"p50 {_ms(s.latency_p50_ms)}, p95 {_ms(s.latency_p95_ms)} (linear interpolation)"),
     ]
+    if s.llm is not None:
+        m = s.llm
+        lines += [
+            ("language model", m.model),
+            ("model asked", f"{m.asked} (the rest abstained before it)"),
+            ("model answered", f"{m.generated}/{m.asked} (fell back to the extract: {m.fell_back})"),
+            ("grounded", f"{m.grounded}/{m.asked} (cite a passage given)"),
+            ("model declined", f"{m.declined}/{m.asked}"),
+            ("disagreed with extract", f"{m.disagreed}/{m.asked}"),
+            ("invalid [n] shown", f"{m.invalid_marks_shown} ({m.dropped_marks} dropped before showing)"),
+        ]
     width = max(len(label) for label, _ in lines)
-    title = f"== summary: {report.data} ({report.format})"
+    title = f"== summary: {report.data} ({report.format}{', generative' if s.llm else ''})"
     note = "answer quality and retrieval are over answerable questions; latency over all"
     body = "\n".join(f"{label:<{width}}  {value}" for label, value in lines)
     return f"\n{title}\n{body}\n({note})"

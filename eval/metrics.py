@@ -113,6 +113,11 @@ def cited_sources(reply: str, sources: Sequence[str]) -> list[str]:
     return cited
 
 
+def invalid_marks(reply: str, citations: int) -> int:
+    """How many ``[n]`` marks in ``reply`` point at no citation (n outside 1..``citations``)."""
+    return sum(not 1 <= int(m.group(1)) <= citations for m in _MARK.finditer(reply))
+
+
 def gold_rank(sources: Sequence[str], gold: str | None) -> int | None:
     """1-based rank of the first source equal to ``gold``; None when absent or when there is no gold."""
     if gold is None:

@@ -16,7 +16,7 @@ from eval import metrics
 from eval.data import Dataset, EvalError, EvalItem
 
 if TYPE_CHECKING:
-    from rag import Answer
+    from rag import Answer, GeneratedAnswer, LLMSettings
 
 # With --quiet, a progress bar is worth showing only when the run takes a while.
 PROGRESS_MIN_ITEMS = 20
@@ -44,6 +44,14 @@ class ItemResult:
     cited_sources: list[str]
     citation_sources: list[str]
     latency_ms: float
+    invalid_marks: int = 0  # [n] marks in the reply that point at no citation
+    # the generative path only (python -m eval --llm); None on the extractive one
+    generated: bool | None = None  # the model wrote the reply (False: it failed, the extracted one is shown)
+    grounded: bool | None = None  # ... and it cites a passage given
+    declined: bool | None = None  # the model said the passages do not hold the answer
+    disagrees: bool | None = None  # the reply lacks the extracted short answer
+    dropped_marks: int | None = None  # marks naming no passage, removed before the reply was shown
+    asked_model: bool | None = None  # False when the extractive path abstained, so the model was not asked
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,22 @@ class Summary:
     abstention_recall: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    llm: LLMSummary | None = None  # only for the generative path
+
+
+@dataclass(frozen=True)
+class LLMSummary:
+    """How the language model did, over the questions it was asked (the extractive path answered)."""
+
+    model: str
+    asked: int
+    generated: int
+    fell_back: int
+    grounded: int
+    declined: int
+    disagreed: int
+    dropped_marks: int
+    invalid_marks_shown: int  # over all replies: should be 0
 
 
 @dataclass(frozen=True)
@@ -107,8 +131,11 @@ def open_eval_index(dataset: Dataset, *, progress: bool = True) -> Any:
     return open_index(documents=documents, index_dir=squad_cache_dir(dataset), progress=progress)
 
 
-def score_item(item: EvalItem, answer: Answer, latency_ms: float) -> ItemResult:
-    """Score one answer against its item."""
+def score_item(
+    item: EvalItem, answer: Answer, latency_ms: float, *, generated: GeneratedAnswer | None = None
+) -> ItemResult:
+    """Score one answer against its item; ``generated`` is the generative path's answer, when it ran
+    (``answer`` is then :func:`as_answer` of it)."""
     sources = [c.source for c in answer.citations]
     cited = metrics.cited_sources(answer.text, sources)
     # Falling back to the reply, its [n] marks would add stray digit tokens to EM/F1.
@@ -140,11 +167,39 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float) -> ItemResult:
         cited_sources=cited,
         citation_sources=sources,
         latency_ms=latency_ms,
+        invalid_marks=metrics.invalid_marks(answer.text, len(sources)),
+        **(_generation_fields(generated) if generated is not None else {}),
     )
 
 
-def summarize(results: list[ItemResult], *, documents: int, chunks: int, k: int) -> Summary:
-    """Means over answerable items for answer and retrieval quality; latency over all items."""
+def _generation_fields(g: GeneratedAnswer) -> dict[str, Any]:
+    asked = not g.extracted.abstained
+    return {
+        "generated": g.generated,
+        "grounded": g.grounded,
+        "declined": g.declined,
+        "disagrees": g.disagrees,
+        "dropped_marks": len(g.dropped),
+        "asked_model": asked,
+    }
+
+
+def as_answer(g: GeneratedAnswer) -> Answer:
+    """A generated answer as the extractive path's :class:`Answer`, so both are scored alike: its reply
+    is the generated text (EM and F1 then score that text, as it has no separate short answer); when no
+    model wrote it, it is the extracted answer itself."""
+    from rag import Answer
+
+    if not g.generated:
+        return g.extracted
+    return Answer(g.text, g.abstained, g.citations, None, g.extracted.question_type)
+
+
+def summarize(
+    results: list[ItemResult], *, documents: int, chunks: int, k: int, model: str | None = None
+) -> Summary:
+    """Means over answerable items for answer and retrieval quality; latency over all items. ``model``
+    names the language model of a generative run, whose own figures are added."""
     answerable = [r for r in results if r.answerable]
     abstention = metrics.abstention_scores(
         [r.abstained for r in results], [not r.answerable for r in results]
@@ -172,6 +227,22 @@ def summarize(results: list[ItemResult], *, documents: int, chunks: int, k: int)
         abstention_recall=abstention.recall,
         latency_p50_ms=metrics.percentile(latencies, 50),
         latency_p95_ms=metrics.percentile(latencies, 95),
+        llm=None if model is None else _llm_summary(results, model),
+    )
+
+
+def _llm_summary(results: list[ItemResult], model: str) -> LLMSummary:
+    asked = [r for r in results if r.asked_model]
+    return LLMSummary(
+        model=model,
+        asked=len(asked),
+        generated=sum(bool(r.generated) for r in asked),
+        fell_back=sum(not r.generated for r in asked),
+        grounded=sum(bool(r.grounded) for r in asked),
+        declined=sum(bool(r.declined) for r in asked),
+        disagreed=sum(bool(r.disagrees) for r in asked),
+        dropped_marks=sum(r.dropped_marks or 0 for r in asked),
+        invalid_marks_shown=sum(r.invalid_marks for r in results),
     )
 
 
@@ -182,28 +253,36 @@ def run_eval(
     k: int = 5,
     progress: bool = False,
     on_result: Callable[[ItemResult], None] | None = None,
+    llm: LLMSettings | None = None,
 ) -> Report:
     """Ask each item's question once (after one untimed warm-up) and score the answers.
 
+    With ``llm``, the generative path answers (:func:`rag.generate_answer`) and is scored the same way.
     ``on_result`` sees each result as soon as it is scored, so rows can be printed while the run goes.
     Library errors propagate; a question the library rejects raises :class:`EvalError` naming the item.
     """
-    from rag import ask
+    from rag import ask, generate_answer
 
     if not items:
         raise EvalError("no questions to evaluate")
     index = open_eval_index(dataset)
     # The first ask() loads models and warms caches; timing it would inflate p95 on short runs.
     _ask(ask, items[0], k=k, index=index)
+    if llm is not None:
+        _ask(generate_answer, items[0], k=k, index=index, llm=llm)  # and loads the model into the server
 
     results: list[ItemResult] = []
     bar = _progress_bar(len(items)) if progress else None
     try:
         for item in items:
             start = time.perf_counter()
-            answer = _ask(ask, item, k=k, index=index)
+            if llm is None:
+                answer, generated = _ask(ask, item, k=k, index=index), None
+            else:
+                generated = _ask(generate_answer, item, k=k, index=index, llm=llm)
+                answer = as_answer(generated)
             latency_ms = (time.perf_counter() - start) * 1000
-            result = score_item(item, answer, latency_ms)
+            result = score_item(item, answer, latency_ms, generated=generated)
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -212,14 +291,15 @@ def run_eval(
     finally:
         if bar is not None:
             bar.close()
-    summary = summarize(results, documents=index.num_documents, chunks=index.num_chunks, k=k)
+    model = None if llm is None else f"{llm.model or '(first listed)'} at {llm.base_url}"
+    summary = summarize(results, documents=index.num_documents, chunks=index.num_chunks, k=k, model=model)
     return Report(data=str(dataset.path), format=dataset.format, summary=summary, items=results)
 
 
-def _ask(ask: Callable[..., Answer], item: EvalItem, *, k: int, index: Any) -> Answer:
+def _ask(ask: Callable[..., Any], item: EvalItem, *, k: int, index: Any, **options: Any) -> Any:
     history = [dict(turn) for turn in item.history] if item.history else None
     try:
-        return ask(item.question, history=history, k=k, index=index)
+        return ask(item.question, history=history, k=k, index=index, **options)
     except ValueError as e:
         # ask() rejects empty or over-long questions; say which item, since the data is at fault.
         raise EvalError(f"question {item.id!r}: {e}") from e

@@ -7,12 +7,16 @@ This is the public API of rag::
 """
 
 from .api import ask, open_index, reset_default_index, retrieve
-from .errors import IndexMismatch, IndexNotFound, InvalidQuestion, RagError, SourceNotFound
+from .config import LLMSettings
+from .errors import IndexMismatch, IndexNotFound, InvalidQuestion, LLMUnavailable, RagError, SourceNotFound
+from .generate import Generation, ask_stream, generate_answer
 from .retrieval import Index
-from .types import Answer, Citation, Document
+from .types import Answer, Citation, Document, GeneratedAnswer
 
 __all__ = [
     "ask",
+    "ask_stream",
+    "generate_answer",
     "retrieve",
     "open_index",
     "reset_default_index",
@@ -20,9 +24,13 @@ __all__ = [
     "Answer",
     "Citation",
     "Document",
+    "Generation",
+    "GeneratedAnswer",
+    "LLMSettings",
     "RagError",
     "InvalidQuestion",
     "SourceNotFound",
     "IndexNotFound",
     "IndexMismatch",
+    "LLMUnavailable",
 ]

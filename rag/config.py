@@ -7,8 +7,9 @@ Everything below this module takes plain arguments; only the public entry points
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +37,77 @@ def get_settings() -> Settings:
     source = os.environ.get("RAG_SOURCE_DIR") or PROJECT_ROOT / "seeds"
     index = os.environ.get("RAG_INDEX_DIR") or PROJECT_ROOT / "index" / "data"
     return Settings(source_dir=Path(source).expanduser(), index_dir=Path(index).expanduser())
+
+
+# --- an optional language model server (OpenAI-compatible), for generated answers ------------------
+
+LLM_TIMEOUT = 60.0  # seconds one generated answer may take before the extracted answer is shown instead
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Where generated answers come from: an OpenAI-compatible server (Ollama, llama.cpp, vLLM, ...).
+
+    ``base_url`` is the server's API root (``http://127.0.0.1:8080/v1``; a bare ``host:port`` gets ``/v1``).
+    An empty ``model`` means the first model the server lists. ``timeout`` bounds a whole answer.
+    """
+
+    base_url: str
+    model: str = ""
+    api_key: str | None = field(default=None, repr=False)  # kept out of logs and tracebacks
+    timeout: float = LLM_TIMEOUT
+    max_tokens: int = 400
+
+    def __post_init__(self) -> None:
+        problem = url_problem(self.base_url)
+        if problem:
+            raise ValueError(f"the language model URL {self.base_url!r} {problem}")
+        if not self.timeout > 0:
+            raise ValueError(
+                f"the language model timeout must be a positive number of seconds, not {self.timeout}"
+            )
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a server URL, or None when it is usable."""
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
+    if not parts.hostname or any(c.isspace() for c in url):
+        return "names no valid host"
+    return None
+
+
+def get_llm_settings(
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+) -> LLMSettings | None:
+    """The language model server, or None when none is configured (answers stay extractive).
+
+    Arguments (command-line flags, the chat page's fields) win over ``RAG_LLM_BASE_URL``,
+    ``RAG_LLM_MODEL``, ``RAG_LLM_API_KEY`` and ``RAG_LLM_TIMEOUT``. The key from the environment goes
+    only to the server named in the environment: another URL must bring its own key.
+    """
+    env_url = os.environ.get("RAG_LLM_BASE_URL", "").strip()
+    url = (base_url or "").strip() or env_url
+    if not url:
+        return None
+    if api_key is None and url == env_url:
+        api_key = os.environ.get("RAG_LLM_API_KEY") or None
+    if timeout is None:
+        text = os.environ.get("RAG_LLM_TIMEOUT", "").strip()
+        try:
+            timeout = float(text) if text else LLM_TIMEOUT
+        except ValueError:
+            raise ValueError(f"RAG_LLM_TIMEOUT must be a number of seconds, not {text!r}") from None
+    model = (model or "").strip() or os.environ.get("RAG_LLM_MODEL", "").strip()
+    return LLMSettings(base_url=url, model=model, api_key=api_key or None, timeout=timeout)

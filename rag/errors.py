@@ -23,3 +23,8 @@ class IndexNotFound(RagError):
 
 class IndexMismatch(RagError):
     """The index on disk was built with another model, format or chunker settings."""
+
+
+class LLMUnavailable(RagError):
+    """The language model server could not give an answer; the message says why. The extracted answer
+    is shown instead."""

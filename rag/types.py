@@ -82,3 +82,44 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     short_answer: str | None = None
     question_type: str = "phrase"
+
+
+@dataclass(frozen=True)
+class GeneratedAnswer:
+    """What :func:`rag.ask_stream` ends with: a reply written by a language model from the passages, or,
+    when no model wrote one, the extracted reply.
+
+    The model is given ``extracted.citations`` as passages ``[1]..[k]``, so ``text``'s ``[n]`` marks refer
+    to ``citations[n-1]`` as in an :class:`Answer`; marks outside ``1..k`` are removed (``dropped``).
+    ``generated``: a model wrote ``text``. ``grounded``: it did, and cites at least one passage.
+    ``declined``: the model said the passages do not hold the answer. ``disagrees``: the generated text
+    does not contain the extracted short answer. ``notices`` say what a reader should know (a fallback
+    and why, no citation, a disagreement). ``question`` is what retrieval was given: a follow-up
+    rewritten to stand alone, else the question itself.
+    """
+
+    text: str
+    extracted: Answer
+    question: str
+    generated: bool = False
+    grounded: bool = False
+    declined: bool = False
+    disagrees: bool = False
+    cited: tuple[int, ...] = ()
+    dropped: tuple[int, ...] = ()
+    notices: tuple[str, ...] = ()
+
+    @property
+    def citations(self) -> list[Citation]:
+        return self.extracted.citations
+
+    @property
+    def short_answer(self) -> str | None:
+        """The extracted short answer, kept beside the generated text."""
+        return self.extracted.short_answer
+
+    @property
+    def abstained(self) -> bool:
+        """The documents do not answer: the extractive path abstained (then no model is asked), or the
+        model declined."""
+        return self.extracted.abstained or self.declined

@@ -58,9 +58,13 @@ def _offline():
 @pytest.fixture(autouse=True)
 def _hermetic(tmp_path, monkeypatch):
     """Point the configured folders at this test's tmp_path. The source folder does not exist, so a
-    test that reaches the default index without setting it up fails loudly instead of indexing seeds/."""
+    test that reaches the default index without setting it up fails loudly instead of indexing seeds/.
+    No language model server is configured."""
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_SOURCE_DIR", str(tmp_path / "docs"))
+    # a language model server configured in the developer's shell must not change what tests see
+    for name in ("RAG_LLM_BASE_URL", "RAG_LLM_MODEL", "RAG_LLM_API_KEY", "RAG_LLM_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
     rag.reset_default_index()
     yield
     rag.reset_default_index()

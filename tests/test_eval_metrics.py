@@ -93,6 +93,12 @@ def test_cited_sources_maps_marks_and_ignores_out_of_range():
     assert metrics.cited_sources("no marks", sources) == []
 
 
+def test_invalid_marks_counts_marks_naming_no_citation():
+    assert metrics.invalid_marks("X [2] and Y [1][2], Z [7] [0].", 3) == 2
+    assert metrics.invalid_marks("X [3]", 3) == 0
+    assert metrics.invalid_marks("X [1]", 0) == 1
+
+
 def test_gold_rank_hit_at_k_and_reciprocal_rank():
     sources = ["x", "g", "y", "g"]
     rank = metrics.gold_rank(sources, "g")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rag import RagError
+from rag.__main__ import add_llm_options, llm_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +22,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="folder of .txt .md .html .htm .pdf documents (default: RAG_SOURCE_DIR or seeds/)",
     )
+    add_llm_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("rag").setLevel(logging.INFO)
+    try:
+        llm = llm_settings(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     print("Loading gradio…", flush=True)
     from .app import Library, create_app, launch_options
@@ -37,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(library.status(), flush=True)
-    demo = create_app(library)
+    if llm is not None:
+        print(f"Answers are written by {llm.model or 'the first model'} at {llm.base_url}", flush=True)
+    demo = create_app(library, llm=llm)
     try:
         _, url, _ = demo.launch(
             server_name=args.host,

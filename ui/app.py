@@ -2,7 +2,8 @@
 
 Everything a person sees is made by plain functions that tests call directly: :func:`respond` streams
 a reply and :func:`converse` adds it to the chat; :func:`render_answer` and :func:`render_sources` turn
-an :class:`rag.Answer` into the chat's Markdown and its source cards; :func:`check_upload` and
+an :class:`rag.Answer` into the chat's Markdown and its source cards, and :func:`render_generated` a
+:class:`rag.GeneratedAnswer` (when a language model server is set, :func:`page_llm`); :func:`check_upload` and
 :meth:`Library.add` take in uploaded files. :func:`create_app` only wires them to components. Nothing
 heavy happens at import: the index loads on first use (``python -m ui`` loads it before serving, with
 progress in the terminal).
@@ -19,12 +20,13 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 
-from rag import Answer, Citation, Index, RagError, ask, open_index
+from rag import Answer, Citation, GeneratedAnswer, Index, LLMSettings, RagError, ask, ask_stream, open_index
 from rag.api import UPLOADS
-from rag.config import MAX_QUESTION_CHARS, get_settings
+from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, get_settings, url_problem
 from rag.errors import DocumentUnreadable
 from rag.question import message_text
 from rag.readers import SUFFIXES, extract
@@ -42,6 +44,9 @@ CONCURRENCY = 8  # chat requests answered at once; ask() is ~15 ms, so more woul
 # Each update costs Gradio a few ms to send and the browser to render, so words go out in a few batches.
 STREAM_SECONDS = 0.25  # pacing of the whole reply, however long
 STREAM_STEPS = 8  # updates after the short answer
+# A language model's tokens are shown as they come, but at most this often: each update re-sends the reply.
+STREAM_INTERVAL = 0.05
+WRITING = "_Writing the answer from the passages…_"
 
 # Uploads: small files of the kinds the library reads, all checked before anything is written or indexed.
 UPLOAD_SUFFIXES = SUFFIXES  # .txt .md .html .htm .pdf
@@ -65,13 +70,19 @@ def respond(
     *,
     index: Index | None = None,
     seconds: float = STREAM_SECONDS,
+    llm: LLMSettings | None = None,
 ) -> Iterator[list[dict]]:
     """Answer ``message`` given the chat so far, as Gradio chat messages.
 
     Yields the reply as it grows (the short answer first, then a few words at a time), and finally the
     reply followed by a second message holding the numbered source cards. Invalid questions and
     library errors come back as a reply saying what to do; anything else is a bug and propagates.
+    With ``llm``, the reply is written by that server's model and streams token by token
+    (:func:`respond_generated`).
     """
+    if llm is not None:
+        yield from respond_generated(message, history, index=index, llm=llm)
+        return
     try:
         answer = ask(message_text(message), history=conversation(history), index=index)
     except RagError as e:
@@ -89,8 +100,37 @@ def respond(
     yield [assistant(render_answer(answer))] + ([assistant(sources)] if sources else [])
 
 
+def respond_generated(
+    message: str | dict, history: list[dict] | None, *, index: Index | None = None, llm: LLMSettings
+) -> Iterator[list[dict]]:
+    """:func:`respond` with a language model: its words as they stream, then the finished reply (with
+    the extracted answer beside it and any notice) and the source cards. When the server fails, even
+    part-way, the last reply is the extracted answer under a notice saying why."""
+    try:
+        generation = ask_stream(message_text(message), history=conversation(history), index=index, llm=llm)
+    except RagError as e:
+        yield [assistant(f"⚠️ {_escape_md(str(e))}")]
+        return
+    if not generation.extracted.abstained:
+        yield [assistant(WRITING)]  # the first token may take a while on a local CPU model
+    shown, last = "", time.monotonic()
+    for delta in generation:
+        shown += delta
+        if time.monotonic() - last >= STREAM_INTERVAL:
+            last = time.monotonic()
+            yield [assistant(_escape_md(shown))]
+    result = generation.result()
+    sources = render_sources(result.extracted, cited=cited_cards(result))
+    yield [assistant(render_generated(result))] + ([assistant(sources)] if sources else [])
+
+
 def converse(
-    message: str, history: list[dict] | None, *, index: Index | None = None, seconds: float = STREAM_SECONDS
+    message: str,
+    history: list[dict] | None,
+    *,
+    index: Index | None = None,
+    seconds: float = STREAM_SECONDS,
+    llm: LLMSettings | None = None,
 ) -> Iterator[list[dict]]:
     """The whole chat after ``message``: the history, the question, then the reply as :func:`respond`
     streams it. A blank message changes nothing (Enter on an empty box)."""
@@ -100,7 +140,7 @@ def converse(
         return
     history.append({"role": "user", "content": message})
     yield history  # the question shows at once, before the answer is looked up
-    for reply in respond(message, history[:-1], index=index, seconds=seconds):
+    for reply in respond(message, history[:-1], index=index, seconds=seconds, llm=llm):
         yield history + reply
 
 
@@ -157,12 +197,33 @@ def render_answer(answer: Answer, text: str | None = None) -> str:
     return (f"**{_escape_md(head)}**" if head else "") + sep + _escape_md(rest)
 
 
-def render_sources(answer: Answer) -> str:
+def render_generated(result: GeneratedAnswer) -> str:
+    """A generated reply as chat Markdown: the model's text, then the extracted short answer beside it,
+    then the notices. A reply no model wrote is the extracted one under its notices."""
+    notices = "\n\n".join(f"⚠️ _{_escape_md(n)}_" for n in result.notices)
+    if not result.generated:
+        return "\n\n".join(x for x in (notices, render_answer(result.extracted)) if x)
+    parts = [_escape_md(result.text)]
+    short = result.short_answer
+    if short and not result.extracted.abstained:
+        parts.append(f"Extracted answer: **{_escape_md(short)}** [1]")
+    return "\n\n".join(x for x in (*parts, notices) if x)
+
+
+def cited_cards(result: GeneratedAnswer) -> set[int]:
+    """The cards a generated reply cites: its [n] marks, and [1] for the extracted answer beside it."""
+    if not result.generated:
+        return {int(n) for n in re.findall(r"\[(\d+)\]", result.extracted.text)}
+    return set(result.cited) | ({1} if result.short_answer and not result.extracted.abstained else set())
+
+
+def render_sources(answer: Answer, *, cited: set[int] | None = None) -> str:
     """The source cards below a reply, as one line of HTML (a blank line would end Markdown's HTML block).
 
     Card ``n`` is ``answer.citations[n-1]``, so the reply's ``[n]`` marks name it. Cards the reply cites
-    are open, with the answer span highlighted; the other passages retrieved are folded away under
-    them. After an abstention every passage is folded and offered as related reading only.
+    (``cited``, by default the marks in ``answer.text``) are open, with the answer span highlighted; the
+    other passages retrieved are folded away under them. After an abstention every passage is folded
+    and offered as related reading only.
     """
     if not answer.citations:
         return ""
@@ -171,7 +232,8 @@ def render_sources(answer: Answer) -> str:
         head = "Related passages <small>(the closest found; they do not answer the question)</small>"
         cards = "".join(render_card(n, c, open_=False, highlight=False) for n, c in numbered)
         return f'<div class="{SOURCES_CLASS} related"><div class="rag-head">{head}</div>{cards}</div>'
-    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+    if cited is None:
+        cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
     shown = "".join(render_card(n, c, open_=True) for n, c in numbered if n in cited)
     rest = [render_card(n, c, open_=False) for n, c in numbered if n not in cited]
     if rest:
@@ -404,6 +466,40 @@ def add_documents(files: list[str] | None, library: Library) -> str:
         return f"⚠️ Upload failed, nothing was added: {e}"
 
 
+# --- the language model settings on the page ------------------------------------------------------
+
+
+def page_llm(base_url: str | None, model: str | None, api_key: str | None, default: LLMSettings | None):
+    """The server the page's fields name, or None (answers stay extractive) when the URL is blank or not
+    a URL (:func:`llm_note` says so beside the field). The configured key goes only to the configured
+    server: a page that names another URL must give its own key."""
+    url = (base_url or "").strip()
+    if not url or url_problem(url):
+        return None
+    same = default is not None and url == default.base_url
+    return LLMSettings(
+        base_url=url,
+        model=(model or "").strip(),
+        api_key=(api_key or "").strip() or (default.api_key if same else None),
+        timeout=default.timeout if default else LLM_TIMEOUT,
+    )
+
+
+def llm_note(base_url: str | None, model: str | None) -> str:
+    """The line under the language model fields: what answers the next question."""
+    url = (base_url or "").strip()
+    if not url:
+        return "No language model: answers are extracted from the passages."
+    problem = url_problem(url)
+    if problem:
+        return f"⚠️ Not used: the URL {_escape_md(problem)}. Answers are extracted meanwhile."
+    who = f"`{_escape_md(model.strip())}`" if (model or "").strip() else "the server's first model"
+    return (
+        f"Answers are written by {who} at {_escape_md(url)} from the passages, with the extracted answer"
+        " beside them; if the server fails, the extracted answer is shown with a notice."
+    )
+
+
 # --- the app -------------------------------------------------------------------------------------
 
 CSS = """
@@ -453,25 +549,34 @@ def launch_options() -> dict:
     }
 
 
-def create_app(library: Library | None = None) -> gr.Blocks:
-    """The chat page: status line, chat with examples, and document upload. Loads nothing itself.
+def create_app(
+    library: Library | None = None, *, llm: LLMSettings | Literal["env"] | None = "env"
+) -> gr.Blocks:
+    """The chat page: status line, chat with examples, language model settings and document upload.
+    Loads nothing itself.
 
+    ``llm`` (``"env"``: the configured server, ``RAG_LLM_BASE_URL``...; None: none) fills the page's
+    language model fields, which each visitor may change for their own session, and answers the
+    ``/chat`` endpoint.
     The chat is one streamed event per question (not ``gr.ChatInterface``, whose chain of three
     events per question costs about 100 ms before the first word). Scripts get the same answers
     from the ``/chat`` endpoint, which keeps each client's conversation in its session.
     """
     library = library or Library()
+    llm = get_llm_settings() if llm == "env" else llm
 
-    def ask_in_chat(message: str, history: list[dict]):
-        for chat in converse(message, history, index=library.index):
+    def ask_in_chat(message: str, history: list[dict], url: str, model: str, key: str):
+        for chat in converse(message, history, index=library.index, llm=page_llm(url, model, key, llm)):
             yield "", chat
 
-    def ask_example(history: list[dict], example: gr.SelectData):
-        yield from converse(example.value["text"], history, index=library.index)
+    def ask_example(history: list[dict], url: str, model: str, key: str, example: gr.SelectData):
+        yield from converse(
+            example.value["text"], history, index=library.index, llm=page_llm(url, model, key, llm)
+        )
 
     def ask_api(message: str, history: list[dict] | None):
         history = history or []
-        for chat in converse(message, history, index=library.index):
+        for chat in converse(message, history, index=library.index, llm=llm):
             if len(chat) > len(history) + 1:  # a script wants the reply, not its own question back
                 yield chat[len(history) + 1 :], chat
 
@@ -501,15 +606,47 @@ def create_app(library: Library | None = None) -> gr.Blocks:
             submit_btn="Ask",
             elem_id="rag-question",
         )
+        with gr.Accordion("Language model (optional)", open=False, elem_id="rag-llm"):
+            with gr.Row():
+                llm_url = gr.Textbox(
+                    value=llm.base_url if llm else "",
+                    label="Server URL (OpenAI-compatible)",
+                    placeholder="http://127.0.0.1:8080/v1 - empty: answers are extracted only",
+                    elem_id="rag-llm-url",
+                )
+                llm_model = gr.Textbox(
+                    value=llm.model if llm else "",
+                    label="Model",
+                    placeholder="empty: the server's first model",
+                    elem_id="rag-llm-model",
+                )
+                # never sent to the page: the configured key stays on the server
+                llm_key = gr.Textbox(
+                    label="API key",
+                    type="password",
+                    placeholder="the configured key"
+                    if llm and llm.api_key
+                    else "none needed for a local server",
+                    elem_id="rag-llm-key",
+                )
+            note = gr.Markdown(
+                llm_note(llm.base_url if llm else "", llm.model if llm else ""), elem_id="rag-llm-note"
+            )
+            for field in (llm_url, llm_model):
+                field.change(llm_note, [llm_url, llm_model], note, api_visibility="undocumented", queue=False)
+        fields = [llm_url, llm_model, llm_key]
+
         chat_options = {"concurrency_limit": CONCURRENCY, "concurrency_id": "chat", "show_progress": "hidden"}
         question.submit(
             ask_in_chat,
-            [question, chatbot],
+            [question, chatbot, *fields],
             [question, chatbot],
             api_visibility="undocumented",
             **chat_options,
         )
-        chatbot.example_select(ask_example, chatbot, chatbot, api_visibility="undocumented", **chat_options)
+        chatbot.example_select(
+            ask_example, [chatbot, *fields], chatbot, api_visibility="undocumented", **chat_options
+        )
         # the trash button empties the chat in the browser; nothing is kept on the server to forget
         chatbot.clear(lambda: [], None, chatbot, api_visibility="undocumented", queue=False)
 
