@@ -8,7 +8,15 @@ This is the public API of rag::
 
 from .api import ask, open_index, reset_default_index, retrieve
 from .config import LLMSettings
-from .errors import IndexMismatch, IndexNotFound, InvalidQuestion, LLMUnavailable, RagError, SourceNotFound
+from .errors import (
+    DocumentUnreadable,
+    IndexMismatch,
+    IndexNotFound,
+    InvalidQuestion,
+    LLMUnavailable,
+    RagError,
+    SourceNotFound,
+)
 from .generate import Generation, ask_stream, generate_answer
 from .retrieval import Index
 from .types import Answer, Citation, Document, GeneratedAnswer
@@ -32,5 +40,6 @@ __all__ = [
     "SourceNotFound",
     "IndexNotFound",
     "IndexMismatch",
+    "DocumentUnreadable",
     "LLMUnavailable",
 ]
