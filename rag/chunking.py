@@ -47,8 +47,8 @@ def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) ->
     sentences = split(doc.text, runs)
     chunks: list[Chunk] = []
     for run_start, run_end in runs:
-        if doc.text[run_start:run_end].strip() == doc.title:
-            continue  # a title on its own: every chunk carries the title already (see embedding_text)
+        if len(runs) > 1 and doc.text[run_start:run_end].strip() == doc.title:
+            continue  # a title on its own: every other chunk carries it already (see embedding_text)
         in_run = [s for s in sentences if run_start <= s.start and s.end <= run_end]
         for group in _pack(doc.text, in_run, settings):
             start, end = group[0].start, group[-1].end

@@ -179,3 +179,9 @@ def test_chunks_never_quote_page_furniture(seed_chunks, settings):
                 "Read the original text",
             ):
                 assert furniture not in c.text
+
+
+def test_a_document_of_one_line_is_one_chunk_not_dropped():
+    doc = make_document("one-line.txt", "The lighthouse on Cape Vell was lit in 1871 by keeper Ada Rowe.\n")
+    chunks = chunk_document(doc)
+    assert [c.text for c in chunks] == [doc.text.strip()]
