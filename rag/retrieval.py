@@ -109,8 +109,24 @@ class Index:
         # matches it loosely all over (the passage vector averages its sentences away)
         for i, sim in zip(best, self._best_sentence(best, query_vector), strict=True):
             fused[i] += SENTENCE_WEIGHT * sim
-        best = sorted(best, key=lambda i: -fused[i])[:k]
+        best = self._distinct(sorted(best, key=lambda i: -fused[i]), k)
         return [Hit(i, fused[i], dense[i], float(lexical[i]) if lexical is not None else 0.0) for i in best]
+
+    def _distinct(self, ranked: list[int], k: int) -> list[int]:
+        """The first ``k`` of ``ranked``, passing over a passage that overlaps a better one of its document
+        (chunks share sentences at their seams): the slot goes to other evidence. Overlapping ones fill
+        in only when there is nothing else."""
+        chosen: list[int] = []
+        spare: list[int] = []
+        for i in ranked:
+            c = self.chunks[i]
+            if any(_overlap(c, self.chunks[j]) for j in chosen):
+                spare.append(i)
+            else:
+                chosen.append(i)
+            if len(chosen) == k:
+                return chosen
+        return chosen + spare[: k - len(chosen)]
 
     def _best_sentence(self, ids: list[int], query_vector: np.ndarray) -> list[float]:
         """Each passage's highest sentence cosine with the query."""
@@ -156,6 +172,10 @@ class Index:
             answer_end=answer[1] if answer else None,
             page=bisect.bisect_right(pages, where) if pages else None,
         )
+
+
+def _overlap(a: Chunk, b: Chunk) -> bool:
+    return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end
 
 
 def _top(scores: np.ndarray, n: int) -> list[int]:

@@ -9,6 +9,7 @@ import pytest
 import rag
 from rag import retrieval
 from rag.config import PROJECT_ROOT
+from rag.documents import make_document
 from rag.embedding import embed, encode_passages
 from rag.nlp import terms
 
@@ -160,3 +161,26 @@ def test_retrieve_uses_the_configured_index(seeds_env):
 def test_retrieve_refuses_bad_input(tiny_index, query, k):
     with pytest.raises(ValueError):
         rag.retrieve(query, k=k, index=tiny_index["convex"])
+
+
+def test_a_passage_overlapping_a_better_one_of_its_document_gives_way(tmp_path, monkeypatch):
+    from rag.config import ChunkSettings
+
+    text = "Harbour Notes\n\n" + " ".join(
+        f"The harbour crane number {n} lifted {n * 7} containers of copper ore onto the ship."
+        for n in range(12)
+    )
+    docs = [make_document("harbour.txt", text + "\n")]
+    settings = ChunkSettings(max_tokens=60, overlap_tokens=20)
+    index = rag.open_index(documents=docs, index_dir=tmp_path / "index", chunking=settings, progress=False)
+    query = "harbour crane number 5 lifted 35 containers"
+
+    def overlapping(hits):
+        spans = [(index.chunks[h.chunk].start, index.chunks[h.chunk].end) for h in hits]
+        return [(a, b) for a in spans for b in spans if a < b and a[1] > b[0]]
+
+    distinct = index.search(query, k=3)
+    assert len(distinct) == 3 and overlapping(distinct) == []
+    # without the rule the same ranking would spend slots on seams the first passage already holds
+    monkeypatch.setattr(type(index), "_distinct", lambda self, ranked, k: ranked[:k])
+    assert overlapping(index.search(query, k=3))
