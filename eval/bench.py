@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
+from eval.__main__ import _positive_int
 from eval.bench_ann import HNSW_EF_SEARCH, HNSW_M, IVF_NPROBE, SIZES
 from eval.bench_corpus import (
     BenchDoc,
@@ -352,16 +353,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the whole report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines, only the tables")
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _int_list(text: str) -> list[int]:

@@ -132,3 +132,14 @@ def make_pdf() -> Callable[[Sequence[str | None]], bytes]:
         return bytes(pdf.output())
 
     return make
+
+
+@pytest.fixture
+def quiet_rag_logger():
+    """The command lines turn the "rag" logger up to INFO; put it back after an in-process run."""
+    import logging
+
+    logger = logging.getLogger("rag")
+    level = logger.level
+    yield
+    logger.setLevel(level)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
-
-import pytest
 
 from index.__main__ import main as index_main
 from rag.__main__ import main as rag_main
@@ -30,13 +27,6 @@ def run(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def quiet_rag_logger():
-    """The command lines turn the "rag" logger up to INFO; put it back after an in-process run."""
-    logger = logging.getLogger("rag")
-    level = logger.level
-    yield
-    logger.setLevel(level)
 
 
 def test_rag_answers_a_question_with_its_source(tmp_path, seeds_env):

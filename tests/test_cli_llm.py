@@ -25,14 +25,6 @@ def fake():
     server.close()
 
 
-@pytest.fixture
-def quiet_rag_logger():
-    import logging
-
-    logger = logging.getLogger("rag")
-    level = logger.level
-    yield
-    logger.setLevel(level)
 
 
 def closed_port_url() -> str:
