@@ -143,3 +143,13 @@ def quiet_rag_logger():
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture
+def fake():
+    """A scripted OpenAI-compatible server on 127.0.0.1 (see fake_llm.py), closed after the test."""
+    from fake_llm import FakeLLM
+
+    server = FakeLLM()
+    yield server
+    server.close()

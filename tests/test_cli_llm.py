@@ -9,22 +9,12 @@ import json
 import re
 import socket
 
-import pytest
-from fake_llm import FakeLLM, Say
+from fake_llm import Say
 from test_cli import FOUNDED, run
 
 from eval.__main__ import main as eval_main
 from rag.__main__ import main as rag_main
 from rag.config import PROJECT_ROOT
-
-
-@pytest.fixture
-def fake():
-    server = FakeLLM()
-    yield server
-    server.close()
-
-
 
 
 def closed_port_url() -> str:

@@ -33,13 +33,6 @@ INSTITUTE_DOC = "000_6fce77a59fee8010.txt"
 REWRITTEN = "Who signed the framework agreement on the Northeast Asian Automotive Research Institute?"
 
 
-@pytest.fixture
-def fake():
-    server = FakeLLM()
-    yield server
-    server.close()
-
-
 def settings(fake: FakeLLM, **kw) -> LLMSettings:
     return LLMSettings(base_url=fake.url, **{"timeout": 5.0, **kw})
 

@@ -319,11 +319,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(lib: Library):
+def serve(lib: Library, *, llm="env"):
     """Launch the app for ``lib`` in a background thread; yields its URL, closes it after."""
     lib.load()
     lib.warm_up()
-    demo = create_app(lib)
+    demo = create_app(lib, llm=llm)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from fake_llm import FakeLLM, Say, Status
-from test_ui import INSTITUTE, INSTITUTE_DOC, client, final, free_port
+from test_ui import INSTITUTE, INSTITUTE_DOC, client, final, serve
 
 from rag import LLMSettings, ask
 from ui.app import (
@@ -18,7 +18,6 @@ from ui.app import (
     Library,
     converse,
     create_app,
-    launch_options,
     llm_note,
     page_llm,
     render_answer,
@@ -27,13 +26,6 @@ from ui.app import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
-
-
-@pytest.fixture
-def fake():
-    server = FakeLLM()
-    yield server
-    server.close()
 
 
 def settings(fake: FakeLLM, **kw) -> LLMSettings:
@@ -143,21 +135,9 @@ def test_the_chat_endpoint_answers_with_the_configured_model(fake, seeds_index_d
 
     index_dir = tmp_path / "index"
     shutil.copytree(seeds_index_dir, index_dir)
-    lib = Library(source=SEEDS, index_dir=index_dir)
-    lib.load()
     fake.default = Say("It was founded on March 31, 2021 [1].")
-    demo = create_app(lib, llm=settings(fake))
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(),
-    )
-    try:
+    for url in serve(Library(source=SEEDS, index_dir=index_dir), llm=settings(fake)):
         reply, cards = client(url).predict(INSTITUTE, api_name="/chat")
-    finally:
-        demo.close()
     assert reply["content"].startswith("It was founded on March 31, 2021 [1].")
     assert "Extracted answer: **March 31, 2021** [1]" in reply["content"]
     assert INSTITUTE_DOC in cards["content"]
