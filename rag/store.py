@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -238,47 +239,55 @@ def sync(
             pass
         have = old.manifest["documents"] if old else {}
         plan = _plan(items, have)
-        if old is not None and set(ids) == set(have) and all(p[2] for p in plan):
-            if any(p[3] != {k: have[p[0]].get(k) for k in ("size", "mtime_ns")} for p in plan if p[3]):
+        if old is not None and set(ids) == set(have) and all(p.same for p in plan):
+            if any(p.stamp != {k: have[p.id].get(k) for k in ("size", "mtime_ns")} for p in plan if p.stamp):
                 _restamp(old, plan)  # touched but unchanged files: remember their new mtime
             return old
         work = _Work(index_dir, chunk)
-        todo = [(item, sha) for item, (_, sha, same, _) in zip(items, plan, strict=True) if not same]
+        todo = [(item, p.sha) for item, p in zip(items, plan, strict=True) if not p.same]
         todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
         log.info(
             "indexing %d documents: %d unchanged, %d resumed from an interrupted build, %d to embed, "
             "%d removed",
             len(items),
-            sum(p[2] for p in plan),
-            sum(1 for p in plan if not p[2] and (p[0], p[1]) in work.done),
+            sum(p.same for p in plan),
+            sum(1 for p in plan if not p.same and (p.id, p.sha) in work.done),
             len(todo),
             len(set(have) - set(ids)),
         )
         shas = work.run(todo, read, progress=progress)
-        plan = [(doc_id, shas.get(doc_id, sha), same, stamp) for doc_id, sha, same, stamp in plan]
+        plan = [p._replace(sha=shas.get(p.id, p.sha)) for p in plan]
         _assemble(index_dir, chunk, plan, old, work, progress=progress)
         work.clear()
         return load(index_dir, chunk)
 
 
-def _plan(items, have: dict) -> list[tuple[str, str | None, bool, dict | None]]:
-    """Per item: (id, content sha256 or None when not yet known, unchanged?, file stamp)."""
-    out = []
+class _Planned(NamedTuple):
+    """What a build does with one item."""
+
+    id: str
+    sha: str | None  # content sha256; None when the file could not be read
+    same: bool  # unchanged since the index in use: copied, not embedded
+    stamp: dict | None  # a file's size and mtime, None for a document given in memory
+
+
+def _plan(items, have: dict) -> list[_Planned]:
+    out: list[_Planned] = []
     for item in items:
         meta = have.get(item.id)
         if isinstance(item, Document):
             sha = sha256(item.text)
-            out.append((item.id, sha, bool(meta) and meta["sha256"] == sha, None))
+            out.append(_Planned(item.id, sha, bool(meta) and meta["sha256"] == sha, None))
             continue
         stamp = {"size": item.size, "mtime_ns": item.mtime_ns}
         if meta and meta.get("size") == item.size and meta.get("mtime_ns") == item.mtime_ns:
-            out.append((item.id, meta["sha256"], True, stamp))
+            out.append(_Planned(item.id, meta["sha256"], True, stamp))
             continue
         try:
             sha = hashlib.sha256(item.path.read_bytes()).hexdigest()
         except OSError:
             sha = None  # reported by the reader, which is what skips it
-        out.append((item.id, sha, bool(meta) and meta["sha256"] == sha, stamp))
+        out.append(_Planned(item.id, sha, bool(meta) and meta["sha256"] == sha, stamp))
     return out
 
 
@@ -408,7 +417,13 @@ def _chunk_from_record(r: dict) -> Chunk:
 
 
 def _assemble(
-    index_dir: Path, chunk: ChunkSettings, plan: list, old: StoredIndex | None, work: _Work, *, progress: bool
+    index_dir: Path,
+    chunk: ChunkSettings,
+    plan: list[_Planned],
+    old: StoredIndex | None,
+    work: _Work,
+    *,
+    progress: bool,
 ) -> None:
     """Write the new generation: unchanged documents copied from ``old``, the rest from ``work``."""
     import faiss
@@ -517,7 +532,7 @@ def _point(index_dir: Path, name: str) -> None:
     os.replace(pointer, index_dir / "CURRENT")
 
 
-def _restamp(old: StoredIndex, plan: list) -> None:
+def _restamp(old: StoredIndex, plan: list[_Planned]) -> None:
     """Record new sizes/mtimes of unchanged files, so the next start does not hash them again."""
     for doc_id, _, _, stamp in plan:
         if stamp:
