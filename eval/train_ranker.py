@@ -22,14 +22,14 @@ import numpy as np
 from rag.candidates import FEATURES
 
 from .data import load_dataset
-from .metrics import best_exact_match, best_f1
+from .metrics import best_exact_match, best_f1, contains_answer
 from .run import open_eval_index
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks" / "squad-v1.1-dev.json"
 POSITIVE_F1 = 0.8
 L2 = 1.0
-# abstain below the probability that loses this share of the held-out questions answered right
-MAX_RIGHT_LOST = 0.01
+# abstain below the probability that loses this share of the held-out replies holding the answer
+MAX_USEFUL_LOST = 0.01
 
 
 def collect(items, index, *, k: int):
@@ -77,7 +77,8 @@ def evaluate(groups, w: np.ndarray) -> dict:
 
 
 def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -> list[tuple[float, bool]]:
-    """For each question, the best candidate's probability and whether it is right. With ``drop_gold``
+    """For each question, the best candidate's probability and whether the reply built on it (the span
+    and its sentence) holds a gold answer. With ``drop_gold``
     the gold paragraph is left out of the retrieved passages: the question becomes one the documents
     cannot answer, yet its topic is still there - the hard case for abstention."""
     from rag.candidates import candidates, score_sentences
@@ -95,19 +96,22 @@ def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -
             out.append((0.0, False))
             continue
         z = np.vstack([c.features for c in spans]) @ w
-        best = int(np.argmax(z))
-        right = not drop_gold and best_f1(spans[best].text, item.answers) >= POSITIVE_F1
-        out.append((float(1 / (1 + np.exp(-z[best]))), right))
+        best = spans[int(np.argmax(z))]
+        # the reply is the span and the sentence it came from: it helps when either holds the answer
+        chunk = index.chunks[best.sentence.hit.chunk]
+        sentence = chunk.text[best.sentence.start - chunk.start : best.sentence.end - chunk.start]
+        useful = not drop_gold and contains_answer(f"{best.text} {sentence}", item.answers)
+        out.append((float(1 / (1 + np.exp(-z.max()))), useful))
     return out
 
 
 def threshold(answerable: list[tuple[float, bool]], unanswerable: list[tuple[float, bool]]) -> dict:
-    """The highest probability cut that costs at most MAX_RIGHT_LOST of the questions answered right."""
-    right = sorted(p for p, ok in answerable if ok)
-    cut = right[int(MAX_RIGHT_LOST * len(right))] if right else 0.0
+    """The highest probability cut that costs at most MAX_USEFUL_LOST of the replies holding the answer."""
+    useful = sorted(p for p, ok in answerable if ok)
+    cut = useful[int(MAX_USEFUL_LOST * len(useful))] if useful else 0.0
     return {
         "abstain_below": round(cut, 4),
-        "right_answers_lost": round(float(np.mean([p < cut for p in right])) if right else 0.0, 3),
+        "useful_replies_lost": round(float(np.mean([p < cut for p in useful])) if useful else 0.0, 3),
         "answerable_abstained": round(float(np.mean([p < cut for p, _ in answerable])), 3),
         "unanswerable_abstained": round(float(np.mean([p < cut for p, _ in unanswerable])), 3),
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .nlp import annotate, term_spans, terms
-from .question import LABELS, Question
+from .question import BODY_NOUNS, LABELS, PERSON_NOUNS, Question
 from .retrieval import Hit, Index
 
 RANKER_PATH = Path(__file__).with_name("ranker.json")
@@ -52,6 +52,7 @@ _CONCRETE_DATE = re.compile(
     r"\b(?:1[5-9]|20)\d{2}s?\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b", re.I
 )
 
+
 READ_TOP = 5  # sentences per question whose entities and noun phrases become candidates
 MAX_NAMED = 0.5  # a span more than half made of the question's own words is not its answer
 CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
@@ -78,6 +79,9 @@ FEATURES = (
     "named_share",  # share of the span's words the question already uses
     "vague_date",  # a DATE with neither year nor month ("this year")
     "names_missing",  # share of the question's names its document lacks
+    "near_pairs",  # share of the question's word pairs (adjacent content words) found around the span
+    "has_head",  # the span contains the noun a "which <noun>" question asks for ("Jiaojiang District")
+    "possessive",  # the span is followed by 's ("Xi Jinping's visit"): it modifies, rarely answers
     "bias",
 )
 
@@ -168,7 +172,7 @@ def _local(sent: Sentence, index: Index) -> str:
 
 def _spans(sent: Sentence, local: str, ents, phrases) -> tuple[tuple[int, int, str], ...]:
     """Entities, then pattern matches and noun phrases (single or coordinated) that overlap no entity."""
-    found = [(sent.start + s, sent.start + e, label) for s, e, label in ents]
+    found = [(sent.start + s, sent.start + e, label) for s, e, label in _retype(local, ents, phrases)]
     phrases = sorted((sent.start + s, sent.start + e) for s, e in phrases)
     for pattern, label in _PATTERNS:
         for m in pattern.finditer(local):
@@ -180,6 +184,79 @@ def _spans(sent: Sentence, local: str, ents, phrases) -> tuple[tuple[int, int, s
         if not any(a < e and s < b for a, b, _ in named):
             found.append((s, e, "NP"))
     return tuple(sorted(found))
+
+
+# labels a small NER model confuses on names it has not seen ("Han" NORP, "Baicheng" PERSON)
+_NAME_LABELS = frozenset("PERSON NORP GPE LOC ORG FAC".split())
+_NAME = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*){0,3}")
+_TITLE_AFTER = re.compile(r",\s+(?:the\s+)?(?:[\w-]+\s+){0,2}?([\w-]+)\b")
+_TITLE_BEFORE = re.compile(r"\b([\w-]+)\s+$")
+
+
+def _retype(local: str, ents, phrases) -> list[tuple[int, int, str]]:
+    """Correct the entities of names a small NER model misreads, from their surroundings:
+
+    - a name cut short is extended to the capitalised noun phrase around it ("Han" -> "Han Jun");
+    - a name with a role beside it is a person ("Han Jun, Deputy Secretary of ...", "Governor Li Qiang");
+    - names listed together are of one kind: the most common label in the list ("Changchun, Jilin,
+      Siping, Liaoyuan and Baicheng" are all places when most of them are).
+    """
+    out = []
+    for s, e, label in ents:
+        if label in _NAME_LABELS:
+            for a, b in phrases:
+                added = f"{local[a:s]} {local[e:b]}".lower().split()
+                if (
+                    a <= s
+                    and e <= b
+                    and (a, b) != (s, e)
+                    and _NAME.fullmatch(local[a:b])
+                    and not any(w in PERSON_NOUNS or w == "vice" for w in added)
+                ):
+                    s, e = a, b
+                    break
+            if _NAME.fullmatch(local[s:e]) and _has_role(local, s, e):
+                label = "PERSON"
+        out.append((s, e, label))
+    # drop duplicates an extension produced ("Han Jun" from both "Han" and "Jun")
+    out = sorted(set(out))
+    return _list_labels(local, out)
+
+
+def _has_role(local: str, s: int, e: int) -> bool:
+    if any(word in BODY_NOUNS for word in local[s:e].lower().split()):
+        return False
+    after = _TITLE_AFTER.match(local, e)
+    if after and after.group(1).lower() in PERSON_NOUNS:
+        return True
+    before = _TITLE_BEFORE.search(local, 0, s)
+    if not (before and before.group(1)[0].isupper() and before.group(1).lower() in PERSON_NOUNS):
+        return False
+    following = local[e:].split(maxsplit=1)
+    return not (following and following[0].lower() in PERSON_NOUNS)  # "Deputy Party Secretary"
+
+
+def _list_labels(local: str, ents: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    runs: list[list[int]] = []
+    for i, (s, _, label) in enumerate(ents):
+        if label not in _NAME_LABELS:
+            continue
+        if runs and _COORDINATOR.fullmatch(local[ents[runs[-1][-1]][1] : s]):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    out = list(ents)
+    for run in runs:
+        if len(run) < 3:
+            continue
+        counts: dict[str, int] = {}
+        for i in run:
+            counts[ents[i][2]] = counts.get(ents[i][2], 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+        if len(ranked) > 1 and ranked[0][1] > ranked[1][1]:
+            for i in run:
+                out[i] = (ents[i][0], ents[i][1], ranked[0][0])
+    return out
 
 
 _COORDINATOR = re.compile(r"\s*(?:,|,?\s+(?:and|or))\s*")
@@ -207,6 +284,7 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
     name_weights = {t: index.idf.get(t, index.default_idf) for _, stems in q.names for t in stems}
     order = sorted(range(len(sentences)), key=lambda i: -sentences[i].score)
     rank_of = {i: r for r, i in enumerate(order)}
+    pairs = _pairs(terms(q.text))
     out: list[Candidate] = []
     for i in read_closely(sentences, index):
         sent = sentences[i]
@@ -227,6 +305,10 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
             # question words between this span and its neighbours of the same label say what it is
             # ("Name, title of body, Name2, title2")
             lo = max((b for a, b, other in sent.spans[:n] if other == label), default=sent.start)
+            if lo > sent.start:
+                # "A, title of A, B": the words before the last comma are A's, not B's
+                comma = chunk.text[lo - chunk.start : s - chunk.start].rfind(",")
+                lo = lo + comma + 1 if comma >= 0 else lo
             hi = min((a for a, b, other in sent.spans[n + 1 :] if other == label), default=sent.end)
             after = before = apposed = 0.0
             closest = math.inf
@@ -244,6 +326,11 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                         apposed += w
                 elif lo <= a and b <= s:
                     before += w / (1.0 + gap / NEAR_WORDS)
+            # word pairs keep order and adjacency: "Secretary of the Changchun Municipal Committee" matches
+            # the question's role far better than "Secretary of the Committee", which shares its words
+            region = _pairs(
+                [t for a, b, t in sent.term_positions if lo <= a and b <= hi and not (s <= a and b <= e)]
+            )
             is_phrase = label == "NP"
             features = np.array(
                 [
@@ -265,6 +352,9 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                     named,
                     float(label == "DATE" and not _CONCRETE_DATE.search(text)),
                     missing,
+                    len(pairs & region) / len(pairs) if pairs else 0.0,
+                    float(q.head is not None and q.head in words),
+                    float(_possessive(text, chunk.text[e - chunk.start : e - chunk.start + 2])),
                     1.0,
                 ],
                 dtype=np.float32,
@@ -302,6 +392,15 @@ def ranker_weights() -> np.ndarray:
 def ranker_threshold() -> float:
     """Probability under which the best candidate is not offered as an answer."""
     return float(_ranker()["abstain_below"])
+
+
+def _pairs(words: list[str]) -> set[tuple[str, str]]:
+    return set(zip(words, words[1:], strict=False))
+
+
+def _possessive(span: str, following: str) -> bool:
+    """Whether a span ends in 's or is followed by it."""
+    return span.endswith(("'s", "’s")) or following in ("'s", "’s")
 
 
 def _missing_share(weights: dict[str, float], present: set[str]) -> float:

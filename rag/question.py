@@ -46,6 +46,10 @@ _HEAD_NOUNS: dict[str, str] = {
         "organisation",
     ),
 }
+# nouns that name a person's role: "Han Jun, Deputy Secretary of ..." and "Governor Li" are people
+PERSON_NOUNS = frozenset(word for word, kind in _HEAD_NOUNS.items() if kind == "person")
+# nouns that name a body or a place: "Party Committee, President ..." is not a person
+BODY_NOUNS = frozenset(word for word, kind in _HEAD_NOUNS.items() if kind in ("organisation", "place"))
 _WHICH = re.compile(
     r"\b(?:which|what)\s+(?:(?:is|was|are|were)\s+(?:the\s+)?)?((?:[\w'’-]+\s+){0,5}[\w'’-]+)"
 )
@@ -95,6 +99,7 @@ class Question:
     named: frozenset[str]  # words the question itself (or its context) names: never the answer
     query: str  # what is sent to retrieval
     names: tuple[tuple[str, tuple[str, ...]], ...]  # capitalised words and numbers, with their stems
+    head: str | None = None  # the stemmed noun a "which/what <noun>" question asks for
 
 
 def question_kind(question: str) -> str:
@@ -114,6 +119,27 @@ def question_kind(question: str) -> str:
             found.append((m.start(), head))
             break
     return min(found)[1] if found else "phrase"
+
+
+_KIND_OF = frozenset("kind kinds type types sort sorts form forms".split())
+
+
+def head_noun(question: str) -> str | None:
+    """The noun a "which/what ..." question asks for, stemmed: "which district" -> "district", "what
+    kind of automotive development" -> "develop". An answer often contains it ("Jiaojiang District")."""
+    m = _WHICH.search(question.lower())
+    if not m:
+        return None
+    words = m.group(1).split()
+    if len(words) > 2 and words[0] in _KIND_OF and words[1] == "of":
+        words = words[2:]
+    head = None
+    for word in words:
+        if word in _STOP_HEAD:
+            break
+        head = word
+    found = terms(head) if head else []
+    return found[-1] if found else None
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:
@@ -164,4 +190,12 @@ def read_question(question: str, history: list[dict] | None, index: Index) -> Qu
         # a follow-up asks for something new: what was just answered is not the answer again
         named.update(terms(last_turn(history, "assistant") or ""))
         query = f"{previous} {question}"
-    return Question(question, question_kind(question), weights, frozenset(named), query, names(question))
+    return Question(
+        question,
+        question_kind(question),
+        weights,
+        frozenset(named),
+        query,
+        names(question),
+        head_noun(question),
+    )

@@ -11,7 +11,7 @@ import pytest
 from eval.train_ranker import fit
 from rag import candidates as cand
 from rag.answering import evidence
-from rag.question import LABELS, message_text, names, question_kind
+from rag.question import LABELS, head_noun, message_text, names, question_kind
 
 
 @pytest.mark.parametrize(
@@ -107,3 +107,72 @@ def test_spans_the_question_names_are_not_candidates(seeds_index):
     )
     assert ranked
     assert all("Government of Jilin Province" not in c.text for c in ranked)
+
+
+@pytest.mark.parametrize(
+    ("question", "head"),
+    [
+        ("Which district did the delegation come from?", "district"),
+        ("What kind of automotive development was promised?", "develop"),
+        ("Liu Dianxun is Director of which ministry?", "ministri"),
+        ("What is the capital of France?", "capit"),
+        ("Who signed it?", None),
+    ],
+)
+def test_head_noun_is_what_a_which_question_asks_for(question, head):
+    assert head_noun(question) == head
+
+
+def _labels(text: str, ents, phrases=()):
+    return [(text[s:e], label) for s, e, label in cand._retype(text, ents, phrases)]
+
+
+def _at(text: str, part: str, label: str):
+    start = text.index(part)
+    return (start, start + len(part), label)
+
+
+def test_retype_extends_a_cut_name_to_its_noun_phrase_and_reads_the_role_after_it():
+    text = "Jing Junhai, Secretary of the Committee, and Han Jun, Deputy Secretary, attended."
+    ents = [_at(text, "Jing Junhai", "PERSON"), _at(text, "Han", "NORP")]
+    phrases = [_at(text, "Jing Junhai", "")[:2], _at(text, "Han Jun", "")[:2]]
+    assert _labels(text, ents, phrases) == [("Jing Junhai", "PERSON"), ("Han Jun", "PERSON")]
+
+
+def test_retype_keeps_a_role_out_of_the_name_and_reads_a_role_before_it():
+    text = "Vice Governor Li Guoqiang presided."
+    ents = [_at(text, "Li Guoqiang", "GPE")]
+    phrases = [_at(text, "Vice Governor Li Guoqiang", "")[:2]]
+    assert _labels(text, ents, phrases) == [("Li Guoqiang", "PERSON")]
+
+
+def test_retype_does_not_make_a_person_of_a_word_inside_a_title():
+    text = "Wang, Director and Deputy Party Secretary of FAW Group, spoke."
+    assert _labels(text, [_at(text, "Party", "ORG")]) == [("Party", "ORG")]
+
+
+def test_retype_gives_a_list_of_names_its_most_common_label():
+    text = "Cities including Changchun, Jilin, Siping, Liaoyuan and Baicheng presented."
+    ents = [
+        _at(text, "Changchun", "GPE"),
+        _at(text, "Jilin", "GPE"),
+        _at(text, "Siping", "GPE"),
+        _at(text, "Liaoyuan", "PERSON"),
+        _at(text, "Baicheng", "NORP"),
+    ]
+    assert {label for _, label in _labels(text, ents)} == {"GPE"}
+    # no majority: labels stay as found
+    two = "Changchun, Jilin and Baicheng presented."
+    mixed = [_at(two, "Changchun", "GPE"), _at(two, "Jilin", "ORG"), _at(two, "Baicheng", "PERSON")]
+    assert [label for _, label in _labels(two, mixed)] == ["GPE", "ORG", "PERSON"]
+
+
+def test_possessive_spans_are_marked():
+    assert cand._possessive("Xi Jinping’s", " I")
+    assert cand._possessive("Xi Jinping", "'s")
+    assert not cand._possessive("The People’s Government", " o")
+
+
+def test_retype_does_not_make_a_person_of_a_body_with_a_role_after_it():
+    text = "An Tiecheng, Secretary of Party Committee, President of the Center, spoke."
+    assert _labels(text, [_at(text, "Party Committee", "ORG")]) == [("Party Committee", "ORG")]
