@@ -79,8 +79,8 @@ FEATURES = (
     "named_share",  # share of the span's words the question already uses
     "vague_date",  # a DATE with neither year nor month ("this year")
     "names_missing",  # share of the question's names its document lacks
-    "near_pairs",  # share of the question's word pairs (adjacent content words) found around the span
-    "has_head",  # the span contains the noun a "which <noun>" question asks for ("Jiaojiang District")
+    "near_pairs",  # share of the question's word pairs (adjacent content words) found near the span
+    "has_head",  # a name holding the noun a "which <noun>" question asks for ("Jiaojiang District")
     "possessive",  # the span is followed by 's ("Xi Jinping's visit"): it modifies, rarely answers
     "bias",
 )
@@ -353,7 +353,7 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                     float(label == "DATE" and not _CONCRETE_DATE.search(text)),
                     missing,
                     len(pairs & region) / len(pairs) if pairs else 0.0,
-                    float(q.head is not None and q.head in words),
+                    float(not is_phrase and q.head is not None and q.head in _heads(text)),
                     float(_possessive(text, chunk.text[e - chunk.start : e - chunk.start + 2])),
                     1.0,
                 ],
@@ -394,8 +394,21 @@ def ranker_threshold() -> float:
     return float(_ranker()["abstain_below"])
 
 
-def _pairs(words: list[str]) -> set[tuple[str, str]]:
-    return set(zip(words, words[1:], strict=False))
+def _heads(span: str) -> set[str]:
+    """The stemmed head nouns a name may have: its last word ("Jiaojiang District") and the word
+    before its first "of" ("Ministry of Commerce"); "the District Party Committee" is a committee."""
+    words = span.split()
+    lowered = [w.lower() for w in words]
+    heads = [words[-1]] if words else []
+    if "of" in lowered[1:]:
+        heads.append(words[lowered.index("of", 1) - 1])
+    return {t for w in heads for t in terms(w)}
+
+
+def _pairs(words: list[str]) -> set[frozenset[str]]:
+    """Adjacent content words, unordered: "accelerate the cultivation" matches "cultivation ...
+    accelerated"."""
+    return {frozenset(p) for p in zip(words, words[1:], strict=False) if p[0] != p[1]}
 
 
 def _possessive(span: str, following: str) -> bool:

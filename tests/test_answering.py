@@ -176,3 +176,27 @@ def test_possessive_spans_are_marked():
 def test_retype_does_not_make_a_person_of_a_body_with_a_role_after_it():
     text = "An Tiecheng, Secretary of Party Committee, President of the Center, spoke."
     assert _labels(text, [_at(text, "Party Committee", "ORG")]) == [("Party Committee", "ORG")]
+
+
+def test_heads_of_a_name_are_its_last_word_or_the_word_before_of():
+    assert cand._heads("Jiaojiang District") == {"district"}
+    assert cand._heads("the Ministry of Commerce") == {"ministri", "commerc"}
+    assert "district" not in cand._heads("the District Party Committee")
+
+
+def test_words_of_the_name_before_are_not_credited_to_the_next_name(seeds_index):
+    # "Zhang Enhui, Member ... and Secretary of the Changchun Municipal Party Committee, An Tiecheng, ..."
+    _, _, _, spans = evidence(
+        "Who was Secretary of the Changchun Municipal Party Committee?", history=None, k=5, index=seeds_index
+    )
+    chunks = seeds_index.chunks
+
+    def sentence(c):
+        chunk = chunks[c.sentence.hit.chunk]
+        return chunk.text[c.sentence.start - chunk.start : c.sentence.end - chunk.start]
+
+    listed = {c.text: c for c in spans if "Zhang Enhui, Member" in sentence(c)}
+    before, pairs = cand.FEATURES.index("near_before"), cand.FEATURES.index("near_pairs")
+    zhang, an = listed["Zhang Enhui"], listed["An Tiecheng"]
+    assert an.features[before] == 0.0
+    assert zhang.features[pairs] > an.features[pairs] > 0.0

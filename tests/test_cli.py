@@ -27,8 +27,6 @@ def run(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-
-
 def test_rag_answers_a_question_with_its_source(tmp_path, seeds_env):
     # seeds_env: RAG_INDEX_DIR is a tmp copy of the session's seeds index, so the command only loads it
     result = run("rag", FOUNDED, cwd=tmp_path, RAG_INDEX_DIR=str(seeds_env), RAG_SOURCE_DIR=str(SEEDS))
