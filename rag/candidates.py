@@ -52,7 +52,6 @@ _CONCRETE_DATE = re.compile(
     r"\b(?:1[5-9]|20)\d{2}s?\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b", re.I
 )
 
-
 READ_TOP = 5  # sentences per question whose entities and noun phrases become candidates
 MAX_NAMED = 0.5  # a span more than half made of the question's own words is not its answer
 CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
@@ -189,7 +188,7 @@ def _spans(sent: Sentence, local: str, ents, phrases) -> tuple[tuple[int, int, s
 # labels a small NER model confuses on names it has not seen ("Han" NORP, "Baicheng" PERSON)
 _NAME_LABELS = frozenset("PERSON NORP GPE LOC ORG FAC".split())
 _NAME = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*){0,3}")
-_TITLE_AFTER = re.compile(r",\s+(?:the\s+)?(?:[\w-]+\s+){0,2}?([\w-]+)\b")
+_TITLE_AFTER = re.compile(r",\s+(?:the\s+)?([\w-]+)\b")  # the first word after the name's comma
 _TITLE_BEFORE = re.compile(r"\b([\w-]+)\s+$")
 
 
@@ -326,7 +325,7 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                         apposed += w
                 elif lo <= a and b <= s:
                     before += w / (1.0 + gap / NEAR_WORDS)
-            # word pairs keep order and adjacency: "Secretary of the Changchun Municipal Committee" matches
+            # word pairs keep adjacency: "Secretary of the Changchun Municipal Committee" matches
             # the question's role far better than "Secretary of the Committee", which shares its words
             region = _pairs(
                 [t for a, b, t in sent.term_positions if lo <= a and b <= hi and not (s <= a and b <= e)]
