@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .nlp import annotate, term_spans, terms
-from .question import BODY_NOUNS, LABELS, PERSON_NOUNS, Question
+from .question import LABELS, ORG_NOUNS, PERSON_NOUNS, PLACE_NOUNS, Question
 from .retrieval import Hit, Index
 
 RANKER_PATH = Path(__file__).with_name("ranker.json")
@@ -214,7 +214,12 @@ def _retype(local: str, ents, phrases) -> list[tuple[int, int, str]]:
                 ):
                     s, e = a, b
                     break
-            if _NAME.fullmatch(local[s:e]) and _has_role(local, s, e):
+            heads = {w.lower() for w in _head_words(local[s:e])}
+            if heads & PLACE_NOUNS:
+                label = "GPE"  # a name's head noun says what it names: "Jiaojiang District" is a place
+            elif heads & ORG_NOUNS:
+                label = "ORG"
+            elif _NAME.fullmatch(local[s:e]) and _has_role(local, s, e):
                 label = "PERSON"
         out.append((s, e, label))
     # drop duplicates an extension produced ("Han Jun" from both "Han" and "Jun")
@@ -223,7 +228,7 @@ def _retype(local: str, ents, phrases) -> list[tuple[int, int, str]]:
 
 
 def _has_role(local: str, s: int, e: int) -> bool:
-    if any(word in BODY_NOUNS for word in local[s:e].lower().split()):
+    if any(word in PLACE_NOUNS or word in ORG_NOUNS for word in local[s:e].lower().split()):
         return False
     after = _TITLE_AFTER.match(local, e)
     if after and after.group(1).lower() in PERSON_NOUNS:
@@ -393,15 +398,20 @@ def ranker_threshold() -> float:
     return float(_ranker()["abstain_below"])
 
 
-def _heads(span: str) -> set[str]:
-    """The stemmed head nouns a name may have: its last word ("Jiaojiang District") and the word
-    before its first "of" ("Ministry of Commerce"); "the District Party Committee" is a committee."""
+def _head_words(span: str) -> list[str]:
+    """The words that may head a name: its last ("Jiaojiang District") and the one before its first
+    "of" ("Ministry of Commerce"); "the District Party Committee" is a committee."""
     words = span.split()
     lowered = [w.lower() for w in words]
     heads = [words[-1]] if words else []
     if "of" in lowered[1:]:
         heads.append(words[lowered.index("of", 1) - 1])
-    return {t for w in heads for t in terms(w)}
+    return heads
+
+
+def _heads(span: str) -> set[str]:
+    """The stemmed head nouns of a name (see :func:`_head_words`)."""
+    return {t for w in _head_words(span) for t in terms(w)}
 
 
 def _pairs(words: list[str]) -> set[frozenset[str]]:

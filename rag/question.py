@@ -48,8 +48,9 @@ _HEAD_NOUNS: dict[str, str] = {
 }
 # nouns that name a person's role: "Han Jun, Deputy Secretary of ..." and "Governor Li" are people
 PERSON_NOUNS = frozenset(word for word, kind in _HEAD_NOUNS.items() if kind == "person")
-# nouns that name a body or a place: "Party Committee, President ..." is not a person
-BODY_NOUNS = frozenset(word for word, kind in _HEAD_NOUNS.items() if kind in ("organisation", "place"))
+# nouns that name a place or a body: "Jiaojiang District" is a place, "Party Committee" is no person
+PLACE_NOUNS = frozenset(word for word, kind in _HEAD_NOUNS.items() if kind == "place")
+ORG_NOUNS = frozenset(word for word, kind in _HEAD_NOUNS.items() if kind == "organisation")
 _WHICH = re.compile(
     r"\b(?:which|what)\s+(?:(?:is|was|are|were)\s+(?:the\s+)?)?((?:[\w'’-]+\s+){0,5}[\w'’-]+)"
 )

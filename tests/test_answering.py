@@ -200,3 +200,9 @@ def test_words_of_the_name_before_are_not_credited_to_the_next_name(seeds_index)
     zhang, an = listed["Zhang Enhui"], listed["An Tiecheng"]
     assert an.features[before] == 0.0
     assert zhang.features[pairs] > an.features[pairs] > 0.0
+
+
+def test_retype_reads_a_name_by_its_head_noun():
+    text = "The Institute and Jiaojiang District signed with the Changchun Institute of Applied Chemistry."
+    ents = [_at(text, "Jiaojiang District", "PERSON"), _at(text, "Changchun Institute", "GPE")]
+    assert _labels(text, ents) == [("Jiaojiang District", "GPE"), ("Changchun Institute", "ORG")]
