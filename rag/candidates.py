@@ -197,11 +197,13 @@ def _retype(local: str, ents, phrases) -> list[tuple[int, int, str]]:
 
     - a name cut short is extended to the capitalised noun phrase around it ("Han" -> "Han Jun");
     - a name with a role beside it is a person ("Han Jun, Deputy Secretary of ...", "Governor Li Qiang");
-    - names listed together are of one kind: the most common label in the list ("Changchun, Jilin,
-      Siping, Liaoyuan and Baicheng" are all places when most of them are).
+    - names listed together ("A, B, C and D") are of one kind: the most common label in the list
+      ("Changchun, Jilin, Siping, Liaoyuan and Baicheng" are all places when most of them are), unless
+      a name's own head noun or role said otherwise.
     """
-    out = []
+    found: dict[tuple[int, int, str], bool] = {}  # entity -> its label is read from its own words
     for s, e, label in ents:
+        sure = False
         if label in _NAME_LABELS:
             for a, b in phrases:
                 added = f"{local[a:s]} {local[e:b]}".lower().split()
@@ -215,16 +217,19 @@ def _retype(local: str, ents, phrases) -> list[tuple[int, int, str]]:
                     s, e = a, b
                     break
             heads = {w.lower() for w in _head_words(local[s:e])}
+            sure = True
             if heads & PLACE_NOUNS:
                 label = "GPE"  # a name's head noun says what it names: "Jiaojiang District" is a place
             elif heads & ORG_NOUNS:
                 label = "ORG"
             elif _NAME.fullmatch(local[s:e]) and _has_role(local, s, e):
                 label = "PERSON"
-        out.append((s, e, label))
-    # drop duplicates an extension produced ("Han Jun" from both "Han" and "Jun")
-    out = sorted(set(out))
-    return _list_labels(local, out)
+            else:
+                sure = False
+        # an extension can produce one name twice ("Han Jun" from both "Han" and "Jun")
+        found[(s, e, label)] = found.get((s, e, label), False) or sure
+    out = sorted(found)
+    return _list_labels(local, out, {i for i, ent in enumerate(out) if found[ent]})
 
 
 def _has_role(local: str, s: int, e: int) -> bool:
@@ -240,7 +245,7 @@ def _has_role(local: str, s: int, e: int) -> bool:
     return not (following and following[0].lower() in PERSON_NOUNS)  # "Deputy Party Secretary"
 
 
-def _list_labels(local: str, ents: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+def _list_labels(local: str, ents: list[tuple[int, int, str]], sure: set[int]) -> list[tuple[int, int, str]]:
     runs: list[list[int]] = []
     for i, (s, _, label) in enumerate(ents):
         if label not in _NAME_LABELS:
@@ -251,7 +256,9 @@ def _list_labels(local: str, ents: list[tuple[int, int, str]]) -> list[tuple[int
             runs.append([i])
     out = list(ents)
     for run in runs:
-        if len(run) < 3:
+        # a list ends in "and"/"or"; names only separated by commas are often appositions
+        # ("the Institute, Chinese Academy of Sciences, Lu Lehui, deputy director")
+        if len(run) < 3 or not _LAST_JOIN.fullmatch(local[ents[run[-2]][1] : ents[run[-1]][0]]):
             continue
         counts: dict[str, int] = {}
         for i in run:
@@ -259,11 +266,13 @@ def _list_labels(local: str, ents: list[tuple[int, int, str]]) -> list[tuple[int
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])
         if len(ranked) > 1 and ranked[0][1] > ranked[1][1]:
             for i in run:
-                out[i] = (ents[i][0], ents[i][1], ranked[0][0])
+                if i not in sure:
+                    out[i] = (ents[i][0], ents[i][1], ranked[0][0])
     return out
 
 
 _COORDINATOR = re.compile(r"\s*(?:,|,?\s+(?:and|or))\s*")
+_LAST_JOIN = re.compile(r",?\s+(?:and|or)\s+")
 
 
 def _coordinations(base: int, phrases: list[tuple[int, int]], local: str) -> list[tuple[int, int]]:

@@ -206,3 +206,14 @@ def test_retype_reads_a_name_by_its_head_noun():
     text = "The Institute and Jiaojiang District signed with the Changchun Institute of Applied Chemistry."
     ents = [_at(text, "Jiaojiang District", "PERSON"), _at(text, "Changchun Institute", "GPE")]
     assert _labels(text, ents) == [("Jiaojiang District", "GPE"), ("Changchun Institute", "ORG")]
+
+
+def test_retype_leaves_names_joined_by_commas_alone():
+    # an apposition chain, not a list: no "and" before its last name
+    text = "The Institute of Chemistry, Chinese Academy of Sciences, Lu Lehui, deputy director, spoke."
+    ents = [
+        _at(text, "The Institute of Chemistry", "ORG"),
+        _at(text, "Chinese Academy of Sciences", "ORG"),
+        _at(text, "Lu Lehui", "PERSON"),
+    ]
+    assert _labels(text, ents)[-1] == ("Lu Lehui", "PERSON")
