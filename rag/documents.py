@@ -22,6 +22,11 @@ from .errors import DocumentUnreadable, SourceNotFound
 from .readers import SUFFIXES, read_text
 from .types import Document
 
+# How documents are read and cut into title, date and body. An index records it, and one built by another
+# version is rebuilt: bump it whenever a change alters what a document yields (2: a one-line document
+# is kept, its only line being both its title and its text).
+READING_VERSION = 2
+
 log = logging.getLogger("rag")
 
 _ISO_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[-/.](0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])(?!\d)")

@@ -4,7 +4,8 @@ Layout of an index directory (all transparent formats, no pickle)::
 
     CURRENT                    name of the generation in use (replaced atomically)
     LOCK                       held by the one build writing here (readers never wait for it)
-    gen-<id>/manifest.json     format version, model, dimension, chunker settings, vector index kind;
+    gen-<id>/manifest.json     format version, model, dimension, chunker settings, reading version,
+                               vector index kind;
                                per document: sha256, size and mtime, title, date, pages, its chunk range
     gen-<id>/chunks.jsonl      one passage per line: document, title, date, span, page, text, sentences
     gen-<id>/chunks.offsets.npy   byte offset of each line, so one passage is read without the rest
@@ -41,7 +42,7 @@ import numpy as np
 
 from .chunking import Chunk, chunk_document
 from .config import ChunkSettings
-from .documents import SourceFile
+from .documents import READING_VERSION, SourceFile
 from .embedding import DIMENSION, MODEL_NAME, encode_passages
 from .errors import IndexMismatch, IndexNotFound
 from .nlp import Sentence, terms
@@ -76,6 +77,7 @@ def expected_settings(chunk: ChunkSettings) -> dict:
         "model": MODEL_NAME,
         "dimension": DIMENSION,
         "chunker": asdict(chunk),
+        "reading": READING_VERSION,
     }
 
 
