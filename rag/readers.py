@@ -9,7 +9,9 @@ library underneath raised, becomes :class:`DocumentUnreadable` with a reason a p
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
+import logging
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -231,6 +233,31 @@ def _squeeze(s: str) -> str:
 # --- PDF ---------------------------------------------------------------------------------------
 
 
+class _Notes(logging.Handler):
+    def __init__(self, notes: list[str]):
+        super().__init__(logging.WARNING)
+        self.notes = notes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _pypdf_notes():
+    """pypdf logs what it cannot parse ("EOF marker not found") without naming the file: collect its
+    warnings instead, so they reach the reason a file is skipped, which names it. What it repairs in a
+    file that still reads is not worth a warning."""
+    notes: list[str] = []
+    logger, handler = logging.getLogger("pypdf"), _Notes(notes)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        yield notes
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def pdf_text(data: bytes) -> Extracted:
     """A PDF's text layer, pages joined by a blank line, with the offset where each page starts.
 
@@ -240,19 +267,21 @@ def pdf_text(data: bytes) -> Extracted:
     # pypdf: pure Python, maintained by the py-pdf project, no system libraries; the usual first choice
     from pypdf import PdfReader
 
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        # pypdf has already tried the empty password, which opens files that only restrict printing
-        # or copying; anything else needs the password
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentUnreadable("the PDF is encrypted with a password; save an unprotected copy")
-        texts = [(page.extract_text() or "").strip() for page in reader.pages]
-    except DocumentUnreadable:
-        raise
-    except Exception as e:
-        # pypdf raises its own errors, and on malformed files also ValueError, KeyError, TypeError and
-        # more from deep inside: all mean the same here, and none may stop a build
-        raise DocumentUnreadable(f"not a readable PDF ({_quote(e)})") from e
+    with _pypdf_notes() as notes:
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            # pypdf has already tried the empty password, which opens files that only restrict printing
+            # or copying; anything else needs the password
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise DocumentUnreadable("the PDF is encrypted with a password; save an unprotected copy")
+            texts = [(page.extract_text() or "").strip() for page in reader.pages]
+        except DocumentUnreadable:
+            raise
+        except Exception as e:
+            # pypdf raises its own errors, and on malformed files also ValueError, KeyError, TypeError and
+            # more from deep inside: all mean the same here, and none may stop a build
+            said = "".join(f"; {note}" for note in list(dict.fromkeys(notes))[:3])
+            raise DocumentUnreadable(f"not a readable PDF ({_quote(e)}{said})") from e
     if not texts:
         raise DocumentUnreadable("the PDF has no pages")
     if not any(texts):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pypdf
 import pytest
@@ -221,3 +222,10 @@ def test_read_text_names_what_it_cannot_read(tmp_path):
         read_text(tmp_path / "missing.txt")
     with pytest.raises(DocumentUnreadable, match=r"\.rtf is not a supported format"):
         extract(b"{\\rtf1}", ".rtf")
+
+
+def test_what_pypdf_logs_about_a_broken_file_goes_into_the_reason(caplog):
+    with caplog.at_level(logging.WARNING), pytest.raises(DocumentUnreadable) as e:
+        pdf_text(b"%PDF-1.7\nthis is not really a PDF")
+    assert "EOF marker not found" in str(e.value)
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]  # not logged without a file name
