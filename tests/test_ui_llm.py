@@ -142,3 +142,27 @@ def test_the_chat_endpoint_answers_with_the_configured_model(fake, seeds_index_d
     assert "Extracted answer: **March 31, 2021** [1]" in reply["content"]
     assert INSTITUTE_DOC in cards["content"]
     assert fake.requests and fake.requests[-1]["stream"] is True
+
+
+def test_a_page_served_to_other_machines_cannot_choose_the_server(fake, seeds_index_dir, tmp_path):
+    import shutil
+
+    from test_ui import SEEDS
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(seeds_index_dir, index_dir)
+    lib = Library(source=SEEDS, index_dir=index_dir)
+    demo = create_app(lib, llm=None, llm_editable=False)
+    handlers = {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
+    # what a crafted request could send for the page's fields: a URL of its choosing
+    *_, (_, chat) = handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", "")
+    assert not fake.requests, "the page's URL was called"
+    assert "March 31, 2021" in chat[-2]["content"]  # answered, extractively
+    fields = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "rag-llm-url"]
+    assert fields and fields[0]["props"]["interactive"] is False
+    # served to this machine only, the same request uses the page's server
+    editable = create_app(lib, llm=None)
+    handlers = {f.fn.__name__: f.fn for f in editable.fns.values() if f.fn is not None}
+    fake.default = Say("It was founded on March 31, 2021 [1].")
+    list(handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", ""))
+    assert fake.requests

@@ -10,6 +10,8 @@ from pathlib import Path
 from rag import RagError
 from rag.__main__ import add_llm_options, llm_settings
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ui", description=__doc__)
@@ -46,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     print(library.status(), flush=True)
     if llm is not None:
         print(f"Answers are written by {llm.model or 'the first model'} at {llm.base_url}", flush=True)
-    demo = create_app(library, llm=llm)
+    # a page other machines can reach must not let them make this one call any URL they type
+    editable = args.host in LOOPBACK
+    if not editable:
+        print("The language model settings are fixed for visitors (the page is served beyond this machine)")
+    demo = create_app(library, llm=llm, llm_editable=editable)
     try:
         _, url, _ = demo.launch(
             server_name=args.host,

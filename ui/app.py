@@ -469,6 +469,12 @@ def add_documents(files: list[str] | None, library: Library) -> str:
 # --- the language model settings on the page ------------------------------------------------------
 
 
+FIXED_LLM_NOTE = (
+    "This page is served to other machines, so the language model is the one set when the server started"
+    " (`python -m ui --llm-base-url ...`)."
+)
+
+
 def page_llm(base_url: str | None, model: str | None, api_key: str | None, default: LLMSettings | None):
     """The server the page's fields name, or None (answers stay extractive) when the URL is blank or not
     a URL (:func:`llm_note` says so beside the field). The configured key goes only to the configured
@@ -550,14 +556,18 @@ def launch_options() -> dict:
 
 
 def create_app(
-    library: Library | None = None, *, llm: LLMSettings | Literal["env"] | None = "env"
+    library: Library | None = None,
+    *,
+    llm: LLMSettings | Literal["env"] | None = "env",
+    llm_editable: bool = True,
 ) -> gr.Blocks:
     """The chat page: status line, chat with examples, language model settings and document upload.
     Loads nothing itself.
 
     ``llm`` (``"env"``: the configured server, ``RAG_LLM_BASE_URL``...; None: none) fills the page's
     language model fields, which each visitor may change for their own session, and answers the
-    ``/chat`` endpoint.
+    ``/chat`` endpoint. With ``llm_editable`` false the fields are read-only and whatever a page sends
+    for them is ignored: a page served to other machines must not make this one call any URL.
     The chat is one streamed event per question (not ``gr.ChatInterface``, whose chain of three
     events per question costs about 100 ms before the first word). Scripts get the same answers
     from the ``/chat`` endpoint, which keeps each client's conversation in its session.
@@ -565,14 +575,15 @@ def create_app(
     library = library or Library()
     llm = get_llm_settings() if llm == "env" else llm
 
+    def chosen(url: str, model: str, key: str) -> LLMSettings | None:
+        return page_llm(url, model, key, llm) if llm_editable else llm
+
     def ask_in_chat(message: str, history: list[dict], url: str, model: str, key: str):
-        for chat in converse(message, history, index=library.index, llm=page_llm(url, model, key, llm)):
+        for chat in converse(message, history, index=library.index, llm=chosen(url, model, key)):
             yield "", chat
 
     def ask_example(history: list[dict], url: str, model: str, key: str, example: gr.SelectData):
-        yield from converse(
-            example.value["text"], history, index=library.index, llm=page_llm(url, model, key, llm)
-        )
+        yield from converse(example.value["text"], history, index=library.index, llm=chosen(url, model, key))
 
     def ask_api(message: str, history: list[dict] | None):
         history = history or []
@@ -612,12 +623,14 @@ def create_app(
                     value=llm.base_url if llm else "",
                     label="Server URL (OpenAI-compatible)",
                     placeholder="http://127.0.0.1:8080/v1 - empty: answers are extracted only",
+                    interactive=llm_editable,
                     elem_id="rag-llm-url",
                 )
                 llm_model = gr.Textbox(
                     value=llm.model if llm else "",
                     label="Model",
                     placeholder="empty: the server's first model",
+                    interactive=llm_editable,
                     elem_id="rag-llm-model",
                 )
                 # never sent to the page: the configured key stays on the server
@@ -627,13 +640,20 @@ def create_app(
                     placeholder="the configured key"
                     if llm and llm.api_key
                     else "none needed for a local server",
+                    interactive=llm_editable,
+                    visible=llm_editable,
                     elem_id="rag-llm-key",
                 )
             note = gr.Markdown(
-                llm_note(llm.base_url if llm else "", llm.model if llm else ""), elem_id="rag-llm-note"
+                llm_note(llm.base_url if llm else "", llm.model if llm else "")
+                + ("" if llm_editable else f" {FIXED_LLM_NOTE}"),
+                elem_id="rag-llm-note",
             )
-            for field in (llm_url, llm_model):
-                field.change(llm_note, [llm_url, llm_model], note, api_visibility="undocumented", queue=False)
+            if llm_editable:
+                for field in (llm_url, llm_model):
+                    field.change(
+                        llm_note, [llm_url, llm_model], note, api_visibility="undocumented", queue=False
+                    )
         fields = [llm_url, llm_model, llm_key]
 
         chat_options = {"concurrency_limit": CONCURRENCY, "concurrency_id": "chat", "show_progress": "hidden"}
