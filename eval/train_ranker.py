@@ -81,7 +81,7 @@ def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -
     and its sentence) holds a gold answer. With ``drop_gold``
     the gold paragraph is left out of the retrieved passages: the question becomes one the documents
     cannot answer, yet its topic is still there - the hard case for abstention."""
-    from rag.candidates import candidates, score_sentences
+    from rag.candidates import candidates, score_sentences, sentence_text
     from rag.embedding import embed
     from rag.question import read_question
 
@@ -98,8 +98,7 @@ def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -
         z = np.vstack([c.features for c in spans]) @ w
         best = spans[int(np.argmax(z))]
         # the reply is the span and the sentence it came from: it helps when either holds the answer
-        chunk = index.chunks[best.sentence.hit.chunk]
-        sentence = chunk.text[best.sentence.start - chunk.start : best.sentence.end - chunk.start]
+        sentence = sentence_text(best.sentence, index)
         useful = not drop_gold and contains_answer(f"{best.text} {sentence}", item.answers)
         out.append((float(1 / (1 + np.exp(-z.max()))), useful))
     return out

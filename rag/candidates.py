@@ -154,17 +154,18 @@ def read_closely(sentences: list[Sentence], index: Index, *, top: int = READ_TOP
     cache = index.annotations
     missing = [i for i in chosen if keys[i] not in cache]
     if missing:
-        texts = [_local(sentences[i], index) for i in missing]
+        texts = [sentence_text(sentences[i], index) for i in missing]
         for i, found in zip(missing, annotate(texts), strict=True):
             cache[keys[i]] = found
     for i in chosen:
         sent = sentences[i]
         ents, phrases = cache[keys[i]]
-        sent.spans = _spans(sent, _local(sent, index), ents, phrases)
+        sent.spans = _spans(sent, sentence_text(sent, index), ents, phrases)
     return chosen
 
 
-def _local(sent: Sentence, index: Index) -> str:
+def sentence_text(sent: Sentence, index: Index) -> str:
+    """The text of a scored sentence, read from its passage."""
     chunk = index.chunks[sent.hit.chunk]
     return chunk.text[sent.start - chunk.start : sent.end - chunk.start]
 

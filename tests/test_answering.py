@@ -189,13 +189,9 @@ def test_words_of_the_name_before_are_not_credited_to_the_next_name(seeds_index)
     _, _, _, spans = evidence(
         "Who was Secretary of the Changchun Municipal Party Committee?", history=None, k=5, index=seeds_index
     )
-    chunks = seeds_index.chunks
-
-    def sentence(c):
-        chunk = chunks[c.sentence.hit.chunk]
-        return chunk.text[c.sentence.start - chunk.start : c.sentence.end - chunk.start]
-
-    listed = {c.text: c for c in spans if "Zhang Enhui, Member" in sentence(c)}
+    listed = {
+        c.text: c for c in spans if "Zhang Enhui, Member" in cand.sentence_text(c.sentence, seeds_index)
+    }
     before, pairs = cand.FEATURES.index("near_before"), cand.FEATURES.index("near_pairs")
     zhang, an = listed["Zhang Enhui"], listed["An Tiecheng"]
     assert an.features[before] == 0.0
