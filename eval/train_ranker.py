@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -76,14 +77,26 @@ def evaluate(groups, w: np.ndarray) -> dict:
     return {"em": 100 * float(np.mean(em)), "f1": 100 * float(np.mean(f1))}
 
 
-def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -> list[tuple[float, bool]]:
+def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -> list[tuple]:
     """For each question, the best candidate's probability and whether the reply built on it (the span
-    and its sentence) holds a gold answer. With ``drop_gold``
-    the gold paragraph is left out of the retrieved passages: the question becomes one the documents
-    cannot answer, yet its topic is still there - the hard case for abstention."""
-    from rag.candidates import candidates, score_sentences, sentence_text
+    and its sentence) holds a gold answer: once for the READ_TOP best sentences and once for the
+    WIDER_READ ones (read when the first falls below the cut, see :func:`rag.answering.choose`). With
+    ``drop_gold`` the gold paragraph is left out of the retrieved passages: the question becomes one the
+    documents cannot answer, yet its topic is still there - the hard case for abstention."""
+    from rag.answering import WIDER_READ
+    from rag.candidates import READ_TOP, candidates, score_sentences, sentence_text
     from rag.embedding import embed
     from rag.question import read_question
+
+    def best(spans, item) -> tuple[float, bool]:
+        if not spans:
+            return 0.0, False
+        z = np.vstack([c.features for c in spans]) @ w
+        top = spans[int(np.argmax(z))]
+        # the reply is the span and the sentence it came from: it helps when either holds the answer
+        sentence = sentence_text(top.sentence, index)
+        useful = not drop_gold and contains_answer(f"{top.text} {sentence}", item.answers)
+        return float(1 / (1 + np.exp(-z.max()))), useful
 
     out = []
     for item in items:
@@ -91,29 +104,47 @@ def top_probabilities(items, index, w: np.ndarray, *, k: int, drop_gold: bool) -
         qvec = embed([q.query])[0]
         hits = index.search(q.query, k=k + 10, query_vector=qvec)
         hits = [h for h in hits if not (drop_gold and index.chunks[h.chunk].doc_id == item.source)][:k]
-        spans = candidates(q, score_sentences(q, qvec, hits, index), index)
-        if not spans:
-            out.append((0.0, False))
-            continue
-        z = np.vstack([c.features for c in spans]) @ w
-        best = spans[int(np.argmax(z))]
-        # the reply is the span and the sentence it came from: it helps when either holds the answer
-        sentence = sentence_text(best.sentence, index)
-        useful = not drop_gold and contains_answer(f"{best.text} {sentence}", item.answers)
-        out.append((float(1 / (1 + np.exp(-z.max()))), useful))
+        sentences = score_sentences(q, qvec, hits, index)
+        first = best(candidates(q, sentences, index), item)
+        wider = (
+            best(candidates(q, sentences, index, top=WIDER_READ), item)
+            if len(sentences) > READ_TOP
+            else first
+        )
+        out.append((*first, *wider))
     return out
 
 
-def threshold(answerable: list[tuple[float, bool]], unanswerable: list[tuple[float, bool]]) -> dict:
+def _final(row: tuple, cut: float) -> tuple[float, bool]:
+    """The probability and usefulness of the reply given at this cut: the wider reading's below it."""
+    return (row[0], row[1]) if row[0] >= cut else (row[2], row[3])
+
+
+def threshold(answerable: list[tuple], unanswerable: list[tuple]) -> dict:
     """The highest probability cut that costs at most MAX_USEFUL_LOST of the replies holding the answer."""
-    useful = sorted(p for p, ok in answerable if ok)
-    cut = useful[int(MAX_USEFUL_LOST * len(useful))] if useful else 0.0
+    useful_count = sum(1 for row in answerable if row[1] or row[3])
+    cut = 0.0
+    for c in sorted({p for row in answerable for p in (row[0], row[2])}, reverse=True):
+        lost = sum(1 for row in answerable if (row[1] or row[3]) and not _useful(row, c))
+        if lost <= MAX_USEFUL_LOST * useful_count:
+            cut = c
+            break
     return {
-        "abstain_below": round(cut, 4),
-        "useful_replies_lost": round(float(np.mean([p < cut for p in useful])) if useful else 0.0, 3),
-        "answerable_abstained": round(float(np.mean([p < cut for p, _ in answerable])), 3),
-        "unanswerable_abstained": round(float(np.mean([p < cut for p, _ in unanswerable])), 3),
+        "abstain_below": math.floor(cut * 1e4) / 1e4,  # rounded down: the cut itself answers
+        "useful_replies_lost": round(
+            float(np.mean([not _useful(r, cut) for r in answerable if r[1] or r[3]]))
+            if useful_count
+            else 0.0,
+            3,
+        ),
+        "answerable_abstained": round(float(np.mean([_final(r, cut)[0] < cut for r in answerable])), 3),
+        "unanswerable_abstained": round(float(np.mean([_final(r, cut)[0] < cut for r in unanswerable])), 3),
     }
+
+
+def _useful(row: tuple, cut: float) -> bool:
+    p, ok = _final(row, cut)
+    return ok and p >= cut
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .candidates import Candidate, Sentence, candidates, rank, ranker_threshold, score_sentences
+from .candidates import READ_TOP, Candidate, Sentence, candidates, rank, ranker_threshold, score_sentences
 from .embedding import embed
 from .question import Question, read_question
 from .retrieval import Hit, Index
@@ -22,6 +22,7 @@ from .types import Answer
 
 MAX_SUPPORT_WORDS = 36  # a supporting quote longer than this is trimmed to its best clauses
 EXPLAIN_BELOW = 0.9  # sentence score under which a "why"/"how" question is not answered
+WIDER_READ = 2 * READ_TOP  # sentences read when none of the best READ_TOP holds a likely answer
 
 ABSTAIN_TEXT = "The documents don't say."
 _QUOTES = "\"'“”‘’«» "
@@ -49,10 +50,21 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
         if best is None or best.score < EXPLAIN_BELOW:
             return _abstain(q, hits, index, [])
         return _reply(q, best, None, hits, index)
-    ranked = rank(spans)
-    if not ranked or ranked[0].score < ranker_threshold():
+    best = choose(q, sentences, spans, index, ranker_threshold())
+    if best is None or best.score < ranker_threshold():
         return _abstain(q, hits, index, [])
-    return _reply(q, ranked[0].sentence, ranked[0], hits, index)
+    return _reply(q, best.sentence, best, hits, index)
+
+
+def choose(
+    q: Question, sentences: list[Sentence], spans: list[Candidate], index: Index, cut: float
+) -> Candidate | None:
+    """The best candidate. When it is below ``cut`` and there are sentences left, WIDER_READ sentences
+    are read: an answer is sometimes in a sentence that shares few words with the question."""
+    ranked = rank(spans)
+    if (not ranked or ranked[0].score < cut) and len(sentences) > READ_TOP:
+        ranked = rank(candidates(q, sentences, index, top=WIDER_READ))
+    return ranked[0] if ranked else None
 
 
 def _reply(q: Question, sent: Sentence, best: Candidate | None, hits: list[Hit], index: Index) -> Answer:

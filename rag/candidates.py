@@ -53,6 +53,15 @@ _CONCRETE_DATE = re.compile(
 )
 
 READ_TOP = 5  # sentences per question whose entities and noun phrases become candidates
+# a length of time: a count and a unit ("more than 60 years", "three decades"), not "this year"
+_DURATION = re.compile(
+    r"\b(?:\d[\d,.]*|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+    r"thirty|forty|fifty|sixty|hundreds?|thousands?|dozens?|several|few|many|half)\s+(?:[\w-]+\s+)?"
+    r"(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?|centur(?:y|ies))\b",
+    re.I,
+)
+_CLAUSE_END = re.compile(r"[,.;:()\[\]“”\"]")
+COUNTED_WORDS = 4  # words after a number that say what it counts
 MAX_NAMED = 0.5  # a span more than half made of the question's own words is not its answer
 CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
 NEAR_WORDS = 8.0  # distance, in words, at which a question word near a candidate counts half
@@ -80,7 +89,13 @@ FEATURES = (
     "names_missing",  # share of the question's names its document lacks
     "near_pairs",  # share of the question's word pairs (adjacent content words) found near the span
     "has_head",  # a name holding the noun a "which <noun>" question asks for ("Jiaojiang District")
+    "kind_of_head",  # "what kind of <noun>": a noun phrase headed by that noun with a modifier the
+    # question lacks ("what kind of development" - "green and low-carbon automotive development")
     "possessive",  # the span is followed by 's ("Xi Jinping's visit"): it modifies, rarely answers
+    "counts_asked",  # "how many X": the span is a number of X ("18 key projects")
+    "counts_other",  # "how many X": the span is a number of something else ("three goals")
+    "duration",  # "how long": the span is a length of time ("more than 60 years")
+    "not_duration",  # "how long": the span is not one ("October 18")
     "bias",
 )
 
@@ -217,11 +232,16 @@ def _retype(local: str, ents, phrases) -> list[tuple[int, int, str]]:
                 ):
                     s, e = a, b
                     break
-            heads = {w.lower() for w in _head_words(local[s:e])}
+            # a name's head noun says what it names: "Jiaojiang District" is a place, "the People's
+            # Government of Jilin Province" a body
+            head = next(
+                (w for w in map(str.lower, _head_words(local[s:e])) if w in PLACE_NOUNS or w in ORG_NOUNS),
+                None,
+            )
             sure = True
-            if heads & PLACE_NOUNS:
-                label = "GPE"  # a name's head noun says what it names: "Jiaojiang District" is a place
-            elif heads & ORG_NOUNS:
+            if head in PLACE_NOUNS:
+                label = "GPE"
+            elif head in ORG_NOUNS:
                 label = "ORG"
             elif _NAME.fullmatch(local[s:e]) and _has_role(local, s, e):
                 label = "PERSON"
@@ -273,6 +293,11 @@ def _list_labels(local: str, ents: list[tuple[int, int, str]], sure: set[int]) -
 
 
 _COORDINATOR = re.compile(r"\s*(?:,|,?\s+(?:and|or))\s*")
+# spaCy leaves a participle out of the noun phrase it modifies ("supporting facilities"); not a
+# preposition-like one, which starts a phrase of its own ("including ...")
+_ITEM_GAP = re.compile(
+    r"\s*(?:,|,?\s+(?:and|or))\s*(?:(?!(?:includ|accord|regard|concern|follow|exclud))[a-z]+(?:ing|ed)\s+)?"
+)
 _LAST_JOIN = re.compile(r",?\s+(?:and|or)\s+")
 
 
@@ -282,7 +307,7 @@ def _coordinations(base: int, phrases: list[tuple[int, int]], local: str) -> lis
     out = []
     run: list[tuple[int, int]] = []
     for s, e in [*phrases, (None, None)]:
-        if s is not None and run and _COORDINATOR.fullmatch(local[run[-1][1] - base : s - base]):
+        if s is not None and run and _ITEM_GAP.fullmatch(local[run[-1][1] - base : s - base]):
             run.append((s, e))
             continue
         if len(run) > 1:
@@ -291,8 +316,10 @@ def _coordinations(base: int, phrases: list[tuple[int, int]], local: str) -> lis
     return out
 
 
-def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Candidate]:
-    """Every span of the sentences that could answer ``q``, with its features."""
+def candidates(
+    q: Question, sentences: list[Sentence], index: Index, *, top: int = READ_TOP
+) -> list[Candidate]:
+    """Every span of the ``top`` sentences that could answer ``q``, with its features."""
     labels = LABELS[q.kind]
     wants_phrase = not labels
     name_weights = {t: index.idf.get(t, index.default_idf) for _, stems in q.names for t in stems}
@@ -300,17 +327,20 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
     rank_of = {i: r for r, i in enumerate(order)}
     pairs = _pairs(terms(q.text))
     out: list[Candidate] = []
-    for i in read_closely(sentences, index):
+    for i in read_closely(sentences, index, top=top):
         sent = sentences[i]
         chunk = index.chunks[sent.hit.chunk]
         title = index.title_terms[chunk.doc_id]
         # the question's words beyond its document's title say what is asked about the topic
         focus = sum(w for t, w in q.weights.items() if t not in title) or 1.0
         missing = _missing_share(name_weights, index.doc_terms[chunk.doc_id])
+        span_words = [terms(chunk.text[s - chunk.start : e - chunk.start]) for s, e, _ in sent.spans]
+        shares = [sum(w in q.named for w in words) / len(words) if words else 1.0 for words in span_words]
+        # a span the question names is no rival: the words beside it may describe the next span
+        rivals = [span for span, share in zip(sent.spans, shares, strict=True) if share <= MAX_NAMED]
         for n, (s, e, label) in enumerate(sent.spans):
             text = chunk.text[s - chunk.start : e - chunk.start]
-            words = terms(text)
-            named = sum(w in q.named for w in words) / len(words) if words else 1.0
+            words, named = span_words[n], shares[n]
             if named > MAX_NAMED:
                 continue  # the question already names (most of) it: it is the topic, not the answer
             fit = labels.get(label, 0.0)
@@ -318,12 +348,12 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                 continue  # a "when" is answered by a date, a "who" by a name: other spans are not candidates
             # question words between this span and its neighbours of the same label say what it is
             # ("Name, title of body, Name2, title2")
-            lo = max((b for a, b, other in sent.spans[:n] if other == label), default=sent.start)
+            lo = max((b for a, b, other in rivals if b <= s and other == label), default=sent.start)
             if lo > sent.start:
                 # "A, title of A, B": the words before the last comma are A's, not B's
                 comma = chunk.text[lo - chunk.start : s - chunk.start].rfind(",")
                 lo = lo + comma + 1 if comma >= 0 else lo
-            hi = min((a for a, b, other in sent.spans[n + 1 :] if other == label), default=sent.end)
+            hi = min((a for a, b, other in rivals if a >= e and other == label), default=sent.end)
             after = before = apposed = 0.0
             closest = math.inf
             # "Name, title of body, ...": words in an apposition right after the span describe it
@@ -346,6 +376,12 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                 [t for a, b, t in sent.term_positions if lo <= a and b <= hi and not (s <= a and b <= e)]
             )
             is_phrase = label == "NP"
+            counts_asked = counts_other = False
+            if q.counted:
+                following = _CLAUSE_END.split(chunk.text[e - chunk.start : sent.end - chunk.start], 1)[0]
+                counted = set(terms(" ".join(following.split()[:COUNTED_WORDS])))
+                counts_asked = bool(set(q.counted) & (counted | set(words)))
+                counts_other = bool(counted) and not counts_asked
             features = np.array(
                 [
                     sent.dense,
@@ -368,7 +404,12 @@ def candidates(q: Question, sentences: list[Sentence], index: Index) -> list[Can
                     missing,
                     len(pairs & region) / len(pairs) if pairs else 0.0,
                     float(not is_phrase and q.head is not None and q.head in _heads(text)),
+                    float(is_phrase and q.asks_kind and _kind_of(text, words, q)),
                     float(_possessive(text, chunk.text[e - chunk.start : e - chunk.start + 2])),
+                    float(counts_asked),
+                    float(counts_other),
+                    float(q.duration and bool(_DURATION.search(text))),
+                    float(q.duration and not _DURATION.search(text)),
                     1.0,
                 ],
                 dtype=np.float32,
@@ -409,14 +450,12 @@ def ranker_threshold() -> float:
 
 
 def _head_words(span: str) -> list[str]:
-    """The words that may head a name: its last ("Jiaojiang District") and the one before its first
-    "of" ("Ministry of Commerce"); "the District Party Committee" is a committee."""
+    """The words that may head a name, likeliest first: the one before its first "of" ("Ministry of
+    Commerce") and its last ("Jiaojiang District"); "the District Party Committee" is a committee."""
     words = span.split()
     lowered = [w.lower() for w in words]
-    heads = [words[-1]] if words else []
-    if "of" in lowered[1:]:
-        heads.append(words[lowered.index("of", 1) - 1])
-    return heads
+    heads = [words[lowered.index("of", 1) - 1]] if "of" in lowered[1:] else []
+    return heads + words[-1:]
 
 
 def _heads(span: str) -> set[str]:
@@ -428,6 +467,22 @@ def _pairs(words: list[str]) -> set[frozenset[str]]:
     """Adjacent content words, unordered: "accelerate the cultivation" matches "cultivation ...
     accelerated"."""
     return {frozenset(p) for p in zip(words, words[1:], strict=False) if p[0] != p[1]}
+
+
+_NOT_MODIFIERS = frozenset("a an the and or of this that these those its their his her".split())
+
+
+def _kind_of(text: str, words: list[str], q: Question) -> bool:
+    """A noun phrase made of the question's head noun and a modifier the question lacks: "green and
+    low-carbon automotive development", not "the transformation and development"."""
+    raw = text.lower().split()
+    return (
+        len(raw) > 1
+        and bool(words)
+        and words[-1] == q.head
+        and raw[-2] not in _NOT_MODIFIERS
+        and any(w not in q.named for w in words)
+    )
 
 
 def _possessive(span: str, following: str) -> bool:

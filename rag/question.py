@@ -101,6 +101,9 @@ class Question:
     query: str  # what is sent to retrieval
     names: tuple[tuple[str, tuple[str, ...]], ...]  # capitalised words and numbers, with their stems
     head: str | None = None  # the stemmed noun a "which/what <noun>" question asks for
+    counted: tuple[str, ...] = ()  # the stemmed words of what a "how many ..." question counts
+    duration: bool = False  # "how long ...?" asks for a length of time, not a point in it
+    asks_kind: bool = False  # "what kind/type of <head> ...?": the answer is a sort of its head noun
 
 
 def question_kind(question: str) -> str:
@@ -125,6 +128,13 @@ def question_kind(question: str) -> str:
 _KIND_OF = frozenset("kind kinds type types sort sorts form forms".split())
 
 
+def asks_kind(question: str) -> bool:
+    """Whether the question is "what/which kind (type, sort, form) of ...?"."""
+    m = _WHICH.search(question.lower())
+    words = m.group(1).split() if m else []
+    return len(words) > 2 and words[0] in _KIND_OF and words[1] == "of"
+
+
 def head_noun(question: str) -> str | None:
     """The noun a "which/what ..." question asks for, stemmed: "which district" -> "district", "what
     kind of automotive development" -> "develop". An answer often contains it ("Jiaojiang District")."""
@@ -141,6 +151,26 @@ def head_noun(question: str) -> str | None:
         head = word
     found = terms(head) if head else []
     return found[-1] if found else None
+
+
+_HOW_MANY = re.compile(r"\bhow\s+many\s+((?:[\w'’-]+\s*){1,6})")
+_COUNT_STOP = _STOP_HEAD | frozenset("from at on to for by with per been be there".split())
+_HOW_LONG = re.compile(r"\bhow\s+long\b")
+
+
+def counted_words(question: str) -> tuple[str, ...]:
+    """The stemmed words after "how many", up to the verb or preposition: "How many key projects were
+    signed?" -> ("key", "project"). A number that counts something else ("three goals") answers
+    another question."""
+    m = _HOW_MANY.search(question.lower())
+    if not m:
+        return ()
+    words = []
+    for word in m.group(1).split():
+        if word in _COUNT_STOP:
+            break
+        words.append(word)
+    return tuple(terms(" ".join(words)))
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:
@@ -199,4 +229,7 @@ def read_question(question: str, history: list[dict] | None, index: Index) -> Qu
         query,
         names(question),
         head_noun(question),
+        counted_words(question),
+        bool(_HOW_LONG.search(question.lower())),
+        asks_kind(question),
     )

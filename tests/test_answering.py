@@ -11,7 +11,7 @@ import pytest
 from eval.train_ranker import fit
 from rag import candidates as cand
 from rag.answering import evidence
-from rag.question import LABELS, head_noun, message_text, names, question_kind
+from rag.question import LABELS, counted_words, head_noun, message_text, names, question_kind, read_question
 
 
 @pytest.mark.parametrize(
@@ -181,6 +181,7 @@ def test_retype_does_not_make_a_person_of_a_body_with_a_role_after_it():
 def test_heads_of_a_name_are_its_last_word_or_the_word_before_of():
     assert cand._heads("Jiaojiang District") == {"district"}
     assert cand._heads("the Ministry of Commerce") == {"ministri", "commerc"}
+    assert cand._head_words("the Ministry of Commerce")[0] == "Ministry"  # the likelier head first
     assert "district" not in cand._heads("the District Party Committee")
 
 
@@ -213,3 +214,113 @@ def test_retype_leaves_names_joined_by_commas_alone():
         _at(text, "Lu Lehui", "PERSON"),
     ]
     assert _labels(text, ents)[-1] == ("Lu Lehui", "PERSON")
+
+
+def test_retype_reads_the_noun_before_of_first():
+    # the last word names a place, but the name is a body: "the Government of ..."
+    text = "The People’s Government of Jilin Province signed an agreement."
+    ents = [_at(text, "The People’s Government of Jilin Province", "GPE")]
+    assert _labels(text, ents) == [("The People’s Government of Jilin Province", "ORG")]
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [
+        ("How many vehicles did FAW Group sell in 2021?", ("vehicl",)),
+        ("How many key cooperation projects were signed?", ("key", "cooper", "project")),
+        ("Roughly how many delegates from abroad took part?", ("deleg",)),
+        ("How many did they sell?", ()),
+        ("When was it founded?", ()),
+    ],
+)
+def test_counted_words_are_what_a_how_many_question_counts(question, words):
+    assert counted_words(question) == words
+
+
+def _features_of(spans, text):
+    found = [c for c in spans if c.text == text]
+    assert found, f"{text!r} is not a candidate: {[c.text for c in spans]}"
+    return dict(zip(cand.FEATURES, found[0].features.tolist(), strict=True))
+
+
+def test_a_number_of_what_is_counted_is_told_from_a_number_of_something_else(seeds_index):
+    _, _, _, spans = evidence(
+        "How many key cooperation projects were signed at the sister-cities conference?",
+        history=None,
+        k=5,
+        index=seeds_index,
+    )
+    eighteen = _features_of(spans, "18")  # "18 key cooperation projects"
+    assert (eighteen["counts_asked"], eighteen["counts_other"]) == (1.0, 0.0)
+    _, _, _, spans = evidence("How many vehicles will the city build?", history=None, k=5, index=seeds_index)
+    three = _features_of(spans, "three")  # "the ‘three goals at trillion level’"
+    assert (three["counts_asked"], three["counts_other"]) == (0.0, 1.0)
+
+
+def test_a_length_of_time_is_marked_for_how_long_questions_only(seeds_index):
+    question = "For how long has FAW been developing?"
+    _, _, sentences, _ = evidence(question, history=None, k=5, index=seeds_index)
+    q = read_question(question, None, seeds_index)
+    spans = cand.candidates(q, sentences, seeds_index, top=len(sentences))
+    assert _features_of(spans, "more than 60 years")["duration"] == 1.0
+    assert _features_of(spans, "more than 60 years")["not_duration"] == 0.0
+    assert _features_of(spans, "July this year")["not_duration"] == 1.0
+    q = read_question("When has FAW been developing?", None, seeds_index)
+    spans = cand.candidates(q, sentences, seeds_index, top=len(sentences))
+    assert _features_of(spans, "more than 60 years")["duration"] == 0.0
+    assert _features_of(spans, "July this year")["not_duration"] == 0.0
+
+
+def test_a_list_item_keeps_the_participle_spacy_left_out():
+    text = "We focus on complete vehicles, supporting facilities and services, and more."
+    phrases = [_at(text, p, "")[:2] for p in ("complete vehicles", "facilities", "services")]
+    found = [text[s:e] for s, e in cand._coordinations(0, phrases, text)]
+    assert found == ["complete vehicles, supporting facilities and services"]
+    # "including" opens a phrase of its own: no list across it
+    text = "Three cities, including Changchun and Jilin, presented."
+    phrases = [_at(text, p, "")[:2] for p in ("Three cities", "Changchun", "Jilin")]
+    assert [text[s:e] for s, e in cand._coordinations(0, phrases, text)] == ["Changchun and Jilin"]
+
+
+def test_more_sentences_are_read_only_when_the_best_candidate_is_unlikely(seeds_index, monkeypatch):
+    from rag import answering
+
+    question = "When was the Northeast Asian Automotive Research Institute founded?"
+    q, _, sentences, spans = evidence(question, history=None, k=5, index=seeds_index)
+    reads = []
+
+    def recording(*args, top=cand.READ_TOP):
+        reads.append(top)
+        return cand.candidates(*args, top=top)
+
+    monkeypatch.setattr(answering, "candidates", recording)
+    sure = answering.choose(q, sentences, spans, seeds_index, 0.0)
+    assert reads == [] and sure.text == "March 31, 2021"
+    wider = answering.choose(q, sentences, spans, seeds_index, 1.01)
+    assert reads == [answering.WIDER_READ]
+    assert wider.score >= sure.score  # the wider reading still holds the first one's candidates
+
+
+def test_abstention_cut_counts_answers_the_wider_reading_recovers():
+    from eval.train_ranker import threshold
+
+    # (probability, useful) of the first reading, then of the wider one
+    good = [(0.9, True, 0.9, True)] * 98
+    recovered = [(0.01, False, 0.5, True)] * 2  # below any cut at first; the wider reading finds them
+    unanswerable = [(0.3, False, 0.3, False)] * 10
+    cut = threshold(good + recovered, unanswerable)
+    assert cut["abstain_below"] == 0.5
+    assert cut["useful_replies_lost"] == 0.0
+    assert cut["unanswerable_abstained"] == 1.0
+
+
+def test_a_kind_of_question_prefers_a_modified_phrase_of_its_head_noun(seeds_index):
+    q = read_question("What kind of automotive development did they promise?", None, seeds_index)
+    assert q.asks_kind and q.head == "develop"
+    assert cand._kind_of(
+        "green and low-carbon automotive development", ["green", "low", "carbon", "automot", "develop"], q
+    )
+    # the head noun as the last item of a list, or with nothing the question lacks, is not a kind of it
+    assert not cand._kind_of("the transformation and development", ["transform", "develop"], q)
+    assert not cand._kind_of("automotive development", ["automot", "develop"], q)
+    assert not read_question("Which automotive development did they promise?", None, seeds_index).asks_kind
