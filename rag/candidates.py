@@ -89,8 +89,8 @@ FEATURES = (
     "names_missing",  # share of the question's names its document lacks
     "near_pairs",  # share of the question's word pairs (adjacent content words) found near the span
     "has_head",  # a name holding the noun a "which <noun>" question asks for ("Jiaojiang District")
-    "kind_of_head",  # "what kind of <noun>": a noun phrase headed by that noun with a modifier the
-    # question lacks ("what kind of development" - "green and low-carbon automotive development")
+    "kind_of_head",  # "what kind of <words>": a noun phrase headed by their noun with a modifier the
+    # question lacks, by the share of <words> it holds ("green and low-carbon automotive development")
     "possessive",  # the span is followed by 's ("Xi Jinping's visit"): it modifies, rarely answers
     "counts_asked",  # "how many X": the span is a number of X ("18 key projects")
     "counts_other",  # "how many X": the span is a number of something else ("three goals")
@@ -404,7 +404,7 @@ def candidates(
                     missing,
                     len(pairs & region) / len(pairs) if pairs else 0.0,
                     float(not is_phrase and q.head is not None and q.head in _heads(text)),
-                    float(is_phrase and q.asks_kind and _kind_of(text, words, q)),
+                    _kind_of(text, words, q) if is_phrase else 0.0,
                     float(_possessive(text, chunk.text[e - chunk.start : e - chunk.start + 2])),
                     float(counts_asked),
                     float(counts_other),
@@ -472,17 +472,21 @@ def _pairs(words: list[str]) -> set[frozenset[str]]:
 _NOT_MODIFIERS = frozenset("a an the and or of this that these those its their his her".split())
 
 
-def _kind_of(text: str, words: list[str], q: Question) -> bool:
-    """A noun phrase made of the question's head noun and a modifier the question lacks: "green and
-    low-carbon automotive development", not "the transformation and development"."""
+def _kind_of(text: str, words: list[str], q: Question) -> float:
+    """For "what kind of <words>": a noun phrase headed by the question's head noun with a modifier the
+    question lacks ("green and low-carbon automotive development", not "the transformation and
+    development"), scored by the share of <words> it holds ("automotive development": all)."""
     raw = text.lower().split()
-    return (
-        len(raw) > 1
-        and bool(words)
+    if not (
+        q.kind_words
+        and len(raw) > 1
+        and words
         and words[-1] == q.head
         and raw[-2] not in _NOT_MODIFIERS
         and any(w not in q.named for w in words)
-    )
+    ):
+        return 0.0
+    return sum(w in words for w in q.kind_words) / len(q.kind_words)
 
 
 def _possessive(span: str, following: str) -> bool:

@@ -103,7 +103,8 @@ class Question:
     head: str | None = None  # the stemmed noun a "which/what <noun>" question asks for
     counted: tuple[str, ...] = ()  # the stemmed words of what a "how many ..." question counts
     duration: bool = False  # "how long ...?" asks for a length of time, not a point in it
-    asks_kind: bool = False  # "what kind/type of <head> ...?": the answer is a sort of its head noun
+    # "what kind/type of <words> ...?": the stemmed words; the answer is a sort of their head noun
+    kind_words: tuple[str, ...] = ()
 
 
 def question_kind(question: str) -> str:
@@ -128,11 +129,19 @@ def question_kind(question: str) -> str:
 _KIND_OF = frozenset("kind kinds type types sort sorts form forms".split())
 
 
-def asks_kind(question: str) -> bool:
-    """Whether the question is "what/which kind (type, sort, form) of ...?"."""
+def kind_words(question: str) -> tuple[str, ...]:
+    """The stemmed words of "what/which kind (type, sort, form) of <words> ...?": "What kind of
+    automotive development did ..." -> ("automot", "develop"); () for other questions."""
     m = _WHICH.search(question.lower())
     words = m.group(1).split() if m else []
-    return len(words) > 2 and words[0] in _KIND_OF and words[1] == "of"
+    if not (len(words) > 2 and words[0] in _KIND_OF and words[1] == "of"):
+        return ()
+    kept = []
+    for word in words[2:]:
+        if word in _STOP_HEAD:
+            break
+        kept.append(word)
+    return tuple(terms(" ".join(kept)))
 
 
 def head_noun(question: str) -> str | None:
@@ -231,5 +240,5 @@ def read_question(question: str, history: list[dict] | None, index: Index) -> Qu
         head_noun(question),
         counted_words(question),
         bool(_HOW_LONG.search(question.lower())),
-        asks_kind(question),
+        kind_words(question),
     )

@@ -316,11 +316,11 @@ def test_abstention_cut_counts_answers_the_wider_reading_recovers():
 
 def test_a_kind_of_question_prefers_a_modified_phrase_of_its_head_noun(seeds_index):
     q = read_question("What kind of automotive development did they promise?", None, seeds_index)
-    assert q.asks_kind and q.head == "develop"
-    assert cand._kind_of(
-        "green and low-carbon automotive development", ["green", "low", "carbon", "automot", "develop"], q
-    )
+    assert q.kind_words == ("automot", "develop") and q.head == "develop"
+    green = ["green", "low", "carbon", "automot", "develop"]
+    assert cand._kind_of("green and low-carbon automotive development", green, q) == 1.0
+    assert cand._kind_of("the high-quality development", ["high", "qualiti", "develop"], q) == 0.5
     # the head noun as the last item of a list, or with nothing the question lacks, is not a kind of it
-    assert not cand._kind_of("the transformation and development", ["transform", "develop"], q)
-    assert not cand._kind_of("automotive development", ["automot", "develop"], q)
-    assert not read_question("Which automotive development did they promise?", None, seeds_index).asks_kind
+    assert cand._kind_of("the transformation and development", ["transform", "develop"], q) == 0.0
+    assert cand._kind_of("automotive development", ["automot", "develop"], q) == 0.0
+    assert read_question("Which automotive development did they promise?", None, seeds_index).kind_words == ()
