@@ -32,6 +32,7 @@ from ui.app import (
     render_sources,
     respond,
     safe_name,
+    upload_limit,
 )
 
 # gradio's queue trips pandas deprecation warnings that are not ours to fix
@@ -214,6 +215,18 @@ def test_check_upload_refuses_bad_files_and_names_them(tmp_path, name, data, say
     assert says in str(e.value) and name in str(e.value) and "good.txt" not in str(e.value)
 
 
+def test_a_pdf_or_web_page_may_be_larger_than_a_text_file(tmp_path):
+    big = b"a" * (MAX_UPLOAD_BYTES + 1)
+    # over the text limit, under the PDF one: refused for what it holds, not for its size
+    with pytest.raises(UploadRejected) as e:
+        check_upload([str(write(tmp_path, "report.pdf", b"%PDF-1.4 " + big))])
+    assert "not a readable PDF" in str(e.value) and "MB" not in str(e.value)
+    page = write(tmp_path, "page.html", b"<p>" + b"word " * (MAX_UPLOAD_BYTES // 5) + b"</p>")
+    assert [u.name for u in check_upload([str(page)])] == ["page.html"]
+    with pytest.raises(UploadRejected, match="over the 10 MB limit"):
+        check_upload([str(write(tmp_path, "huge.pdf", b"%PDF-1.4 " + b"a" * upload_limit("huge.pdf")))])
+
+
 def test_check_upload_limits_the_number_of_files(tmp_path):
     paths = [write(tmp_path, f"n{i}.txt", "x") for i in range(MAX_UPLOAD_FILES + 1)]
     with pytest.raises(UploadRejected, match="at most 20"):
@@ -246,6 +259,20 @@ def test_upload_is_stored_under_the_index_and_cited_at_once(library, tmp_path):
     reply, cards = final(respond(ZORBLAT_QUESTION, [], index=library.index, seconds=0))
     assert "May 5, 1999" in reply["content"]
     assert "uploads/zorblat notes.md" in cards["content"]
+
+
+def test_the_page_indexes_uploads_with_progress_bars(library, tmp_path, monkeypatch):
+    builds = []
+    build = library._build
+
+    def recording(*, progress):
+        builds.append(progress)
+        return build(progress=progress)
+
+    monkeypatch.setattr(library, "_build", recording)
+    add_documents([str(write(tmp_path, "a.md", "Alpha text."))], library)
+    add_documents([str(write(tmp_path, "b.md", "Beta text."))], library, progress=True)
+    assert builds == [False, True]
 
 
 def test_uploaded_pdf_and_html_are_stored_as_they_came_and_cited(library, tmp_path, make_pdf):

@@ -50,12 +50,14 @@ WRITING = "_Writing the answer from the passages…_"
 
 # Uploads: small files of the kinds the library reads, all checked before anything is written or indexed.
 UPLOAD_SUFFIXES = SUFFIXES  # .txt .md .html .htm .pdf
-MAX_UPLOAD_BYTES = 1_000_000
+MAX_UPLOAD_BYTES = 1_000_000  # a text or Markdown file; 1 MB is a book
+# a PDF or a saved web page carries layout, fonts and images besides its text
+MAX_UPLOAD_BYTES_BY_SUFFIX = {".pdf": 10_000_000, ".html": 10_000_000, ".htm": 10_000_000}
 MAX_UPLOAD_FILES = 20
 MAX_NAME_CHARS = 80
 # UPLOADS: the folder under the index directory, and the id prefix of its documents
-# Gradio's own cap on any upload; ours (MAX_UPLOAD_BYTES) is checked with a clearer message below it
-SERVER_MAX_FILE_SIZE = "10mb"
+# Gradio's own cap on any upload; ours (upload_limit) is checked with a clearer message at or below it
+SERVER_MAX_FILE_SIZE = "12mb"
 
 # Marks the message that holds the source cards, so it is not fed back to ask() as conversation.
 SOURCES_CLASS = "rag-sources"
@@ -301,6 +303,20 @@ def safe_name(name: str) -> str:
     return f"{stem}.{suffix.lower()}" if stem else ""
 
 
+def _big_kinds() -> str:
+    kinds = sorted(MAX_UPLOAD_BYTES_BY_SUFFIX, key=UPLOAD_SUFFIXES.index)
+    return ", ".join(kinds[:-1]) + f" and {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+
+
+def _big_limit() -> int:
+    return max(MAX_UPLOAD_BYTES_BY_SUFFIX.values())
+
+
+def upload_limit(name: str) -> int:
+    """The largest upload accepted for a file of this name, in bytes."""
+    return MAX_UPLOAD_BYTES_BY_SUFFIX.get(Path(name).suffix.lower(), MAX_UPLOAD_BYTES)
+
+
 def check_upload(paths: list[str | Path] | None) -> list[Upload]:
     """Read and check uploaded files; raise :class:`UploadRejected` listing every problem.
 
@@ -322,11 +338,9 @@ def check_upload(paths: list[str | Path] | None) -> list[Upload]:
             problems.append(f"{shown}: the file name has no usable characters; rename it")
             continue
         try:
-            size = path.stat().st_size
-            if size > MAX_UPLOAD_BYTES:
-                problems.append(
-                    f"{shown}: {size / 1e6:.1f} MB is over the {MAX_UPLOAD_BYTES / 1e6:g} MB limit"
-                )
+            size, limit = path.stat().st_size, upload_limit(name)
+            if size > limit:
+                problems.append(f"{shown}: {size / 1e6:.1f} MB is over the {limit / 1e6:g} MB limit")
                 continue
             data = path.read_bytes()
         except OSError as e:
@@ -402,7 +416,7 @@ class Library:
     def _build(self, *, progress: bool) -> Index:
         return open_index(source=self.source, index_dir=self.index_dir, progress=progress)
 
-    def add(self, uploads: list[Upload]) -> str:
+    def add(self, uploads: list[Upload], *, progress: bool = False) -> str:
         """Store checked uploads and index them; return what happened, for the page.
 
         A name already taken by a different file gets a numbered name instead of replacing it. If
@@ -420,7 +434,7 @@ class Library:
                         written.append(path)
                     notes.append(note)
                 if written:
-                    self._index = self._build(progress=False)
+                    self._index = self._build(progress=progress)
             except BaseException:
                 for path in written:
                     path.unlink(missing_ok=True)
@@ -456,10 +470,11 @@ class Library:
         raise UploadRejected(f"too many files named like {up.name}; rename it")
 
 
-def add_documents(files: list[str] | None, library: Library) -> str:
-    """Check and add uploaded files; the message for the page, whether they were added or refused."""
+def add_documents(files: list[str] | None, library: Library, *, progress: bool = False) -> str:
+    """Check and add uploaded files; the message for the page, whether they were added or refused.
+    With ``progress``, indexing a large upload shows progress bars (tqdm; the page shows them too)."""
     try:
-        return library.add(check_upload(files))
+        return library.add(check_upload(files), progress=progress)
     except UploadRejected as e:
         return f"⚠️ Upload refused: {e}"
     except RagError as e:
@@ -591,8 +606,9 @@ def create_app(
             if len(chat) > len(history) + 1:  # a script wants the reply, not its own question back
                 yield chat[len(history) + 1 :], chat
 
-    def upload(files: list[str] | None):
-        return add_documents(files, library), library.status()
+    def upload(files: list[str] | None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's way)
+        # a big PDF can take a while to embed: its progress bar shows on the page
+        return add_documents(files, library, progress=True), library.status()
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}")
@@ -679,7 +695,8 @@ def create_app(
             )
             gr.Markdown(
                 f"{_kinds()} (text as UTF-8), up to {MAX_UPLOAD_FILES} files of at most"
-                f" {MAX_UPLOAD_BYTES / 1e6:g} MB each. They are indexed at once and can be cited.",
+                f" {MAX_UPLOAD_BYTES / 1e6:g} MB each ({_big_kinds()}: {_big_limit() / 1e6:g} MB)."
+                " They are indexed at once and can be cited.",
                 elem_id="rag-upload-note",
             )
             result = gr.Markdown(label="upload result", elem_id="rag-upload-result")
