@@ -45,6 +45,13 @@ from eval.data import EvalError, load_dataset
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQUAD = PROJECT_ROOT.parent / "shared" / "benchmarks" / "squad-v1.1-dev.json"
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "MKL_NUM_THREADS",
+)
 BUSY_LOAD = 0.5  # a load average above this before the run means someone else is using the CPU
 TXTAI_HINT = 'txtai is not installed: pip install -e ".[bench]" to compare with it'
 PACKAGES = (
@@ -85,6 +92,8 @@ def machine_facts() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
+        # these change thread counts and how idle threads wait, and so every latency
+        "environment": {name: os.environ.get(name) for name in THREAD_VARIABLES},
         "commit": commit,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
