@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,7 +118,16 @@ def run_child(spec: ChildSpec, spec_path: Path) -> dict:
     try:
         return json.loads(Path(spec.result).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"ok": False, "error": f"the child process exited with code {proc.returncode} and no result"}
+        return {"ok": False, "error": f"the child process {_how_it_ended(proc.returncode)} with no result"}
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 def run_corpus(

@@ -138,6 +138,12 @@ def test_missing_txtai_is_reported_as_not_run_with_the_install_hint(tmp_path, mo
     assert capsys.readouterr().err.strip() == bench.TXTAI_HINT
 
 
+def test_a_killed_child_is_named_by_its_signal():
+    assert bench._how_it_ended(-15) == "was killed by SIGTERM"
+    assert bench._how_it_ended(-9) == "was killed by SIGKILL"
+    assert bench._how_it_ended(3) == "exited with code 3"
+
+
 def test_option_lists_are_validated():
     args = bench._parser().parse_args(["--systems", "bare,ours,bare", "--ann-sizes", "1000,2000"])
     assert args.systems == ["bare", "ours"] and args.ann_sizes == [1000, 2000]
