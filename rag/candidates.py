@@ -376,6 +376,7 @@ def candidates(
                 [t for a, b, t in sent.term_positions if lo <= a and b <= hi and not (s <= a and b <= e)]
             )
             is_phrase = label == "NP"
+            length_of_time = q.duration and bool(_DURATION.search(text))
             counts_asked = counts_other = False
             if q.counted:
                 following = _CLAUSE_END.split(chunk.text[e - chunk.start : sent.end - chunk.start], 1)[0]
@@ -408,8 +409,8 @@ def candidates(
                     float(_possessive(text, chunk.text[e - chunk.start : e - chunk.start + 2])),
                     float(counts_asked),
                     float(counts_other),
-                    float(q.duration and bool(_DURATION.search(text))),
-                    float(q.duration and not _DURATION.search(text)),
+                    float(q.duration and length_of_time),
+                    float(q.duration and not length_of_time),
                     1.0,
                 ],
                 dtype=np.float32,

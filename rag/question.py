@@ -129,6 +129,14 @@ def question_kind(question: str) -> str:
 _KIND_OF = frozenset("kind kinds type types sort sorts form forms".split())
 
 
+def _up_to(words: list[str], stop: frozenset[str]) -> list[str]:
+    """The words before the first stop word: the noun phrase that opens ``words``."""
+    for i, word in enumerate(words):
+        if word in stop:
+            return words[:i]
+    return words
+
+
 def kind_words(question: str) -> tuple[str, ...]:
     """The stemmed words of "what/which kind (type, sort, form) of <words> ...?": "What kind of
     automotive development did ..." -> ("automot", "develop"); () for other questions."""
@@ -136,12 +144,7 @@ def kind_words(question: str) -> tuple[str, ...]:
     words = m.group(1).split() if m else []
     if not (len(words) > 2 and words[0] in _KIND_OF and words[1] == "of"):
         return ()
-    kept = []
-    for word in words[2:]:
-        if word in _STOP_HEAD:
-            break
-        kept.append(word)
-    return tuple(terms(" ".join(kept)))
+    return tuple(terms(" ".join(_up_to(words[2:], _STOP_HEAD))))
 
 
 def head_noun(question: str) -> str | None:
@@ -153,12 +156,8 @@ def head_noun(question: str) -> str | None:
     words = m.group(1).split()
     if len(words) > 2 and words[0] in _KIND_OF and words[1] == "of":
         words = words[2:]
-    head = None
-    for word in words:
-        if word in _STOP_HEAD:
-            break
-        head = word
-    found = terms(head) if head else []
+    phrase = _up_to(words, _STOP_HEAD)
+    found = terms(phrase[-1]) if phrase else []
     return found[-1] if found else None
 
 
@@ -172,14 +171,7 @@ def counted_words(question: str) -> tuple[str, ...]:
     signed?" -> ("key", "project"). A number that counts something else ("three goals") answers
     another question."""
     m = _HOW_MANY.search(question.lower())
-    if not m:
-        return ()
-    words = []
-    for word in m.group(1).split():
-        if word in _COUNT_STOP:
-            break
-        words.append(word)
-    return tuple(terms(" ".join(words)))
+    return tuple(terms(" ".join(_up_to(m.group(1).split(), _COUNT_STOP)))) if m else ()
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:
