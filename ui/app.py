@@ -303,11 +303,6 @@ def safe_name(name: str) -> str:
     return f"{stem}.{suffix.lower()}" if stem else ""
 
 
-def _big_kinds() -> str:
-    kinds = sorted(MAX_UPLOAD_BYTES_BY_SUFFIX, key=UPLOAD_SUFFIXES.index)
-    return ", ".join(kinds[:-1]) + f" and {kinds[-1]}" if len(kinds) > 1 else kinds[0]
-
-
 def _big_limit() -> int:
     return max(MAX_UPLOAD_BYTES_BY_SUFFIX.values())
 
@@ -358,9 +353,9 @@ def check_upload(paths: list[str | Path] | None) -> list[Upload]:
     return uploads
 
 
-def _kinds() -> str:
-    *most, last = UPLOAD_SUFFIXES
-    return f"{', '.join(most)} and {last}"
+def _kinds(suffixes=UPLOAD_SUFFIXES) -> str:
+    *most, last = sorted(suffixes, key=UPLOAD_SUFFIXES.index)
+    return f"{', '.join(most)} and {last}" if most else last
 
 
 class Library:
@@ -695,7 +690,8 @@ def create_app(
             )
             gr.Markdown(
                 f"{_kinds()} (text as UTF-8), up to {MAX_UPLOAD_FILES} files of at most"
-                f" {MAX_UPLOAD_BYTES / 1e6:g} MB each ({_big_kinds()}: {_big_limit() / 1e6:g} MB)."
+                f" {MAX_UPLOAD_BYTES / 1e6:g} MB each"
+                f" ({_kinds(MAX_UPLOAD_BYTES_BY_SUFFIX)}: {_big_limit() / 1e6:g} MB)."
                 " They are indexed at once and can be cited.",
                 elem_id="rag-upload-note",
             )
