@@ -6,8 +6,8 @@
    (:mod:`rag.candidates`); a logistic-regression ranker fitted on SQuAD picks the span.
 3. Reply with the span, then the sentence it came from (trimmed to the clauses that carry it) and a
    ``[1]`` mark pointing at its passage. "Why"/"how" questions get the best sentence.
-4. Abstain when the question names something the documents never mention, or when the best candidate
-   is unlikely to be right.
+4. Abstain when the question names something the documents never mention (a name, or the noun of
+   "what was the <noun> of ...?"), or when the best candidate is unlikely to be right.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 
 from .candidates import READ_TOP, Candidate, Sentence, candidates, rank, ranker_threshold, score_sentences
 from .embedding import embed
+from .nlp import terms
 from .question import Question, read_question
 from .retrieval import Hit, Index
 from .types import Answer
@@ -43,6 +44,8 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
     if not hits:
         return Answer(ABSTAIN_TEXT, True, [], None, q.kind)
     unknown = [word for word, stems in q.names if not all(t in index.idf for t in stems)]
+    if q.asked and not all(t in index.idf for t in terms(q.asked)):
+        unknown.append(q.asked)  # "the theme of ...": the documents never speak of a theme
     if unknown:
         return _abstain(q, hits, index, unknown)
     if q.kind == "explain":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .embedding import similarity
 from .nlp import annotate, term_spans, terms
 from .question import LABELS, ORG_NOUNS, PERSON_NOUNS, PLACE_NOUNS, Question
 from .retrieval import Hit, Index
@@ -62,6 +63,9 @@ _DURATION = re.compile(
 )
 _CLAUSE_END = re.compile(r"[,.;:()\[\]“”\"]")
 COUNTED_WORDS = 4  # words after a number that say what it counts
+# cosine of two words' MiniLM vectors from which they name the same kind of thing ("delegates" and
+# "representatives" 0.52, "students" and "pupils" 0.63; "vehicles" and "goals" 0.29, "years" 0.28)
+SAME_THING = 0.4
 MAX_NAMED = 0.5  # a span more than half made of the question's own words is not its answer
 CONTEXT_CREDIT = 0.3  # share of a question word's weight earned when only the sentence's passage has it
 NEAR_WORDS = 8.0  # distance, in words, at which a question word near a candidate counts half
@@ -346,6 +350,12 @@ def candidates(
             fit = labels.get(label, 0.0)
             if labels and not fit:
                 continue  # a "when" is answered by a date, a "who" by a name: other spans are not candidates
+            counts_asked = counts_other = False
+            if q.counted:
+                after = chunk.text[e - chunk.start : sent.end - chunk.start]
+                counts_asked, counts_other = _counts(q, words, after)
+                if counts_other:
+                    continue  # "how many vehicles ...?" is not answered by "three goals"
             # question words between this span and its neighbours of the same label say what it is
             # ("Name, title of body, Name2, title2")
             lo = max((b for a, b, other in rivals if b <= s and other == label), default=sent.start)
@@ -377,12 +387,6 @@ def candidates(
             )
             is_phrase = label == "NP"
             length_of_time = q.duration and bool(_DURATION.search(text))
-            counts_asked = counts_other = False
-            if q.counted:
-                following = _CLAUSE_END.split(chunk.text[e - chunk.start : sent.end - chunk.start], 1)[0]
-                counted = set(terms(" ".join(following.split()[:COUNTED_WORDS])))
-                counts_asked = bool(set(q.counted) & (counted | set(words)))
-                counts_other = bool(counted) and not counts_asked
             features = np.array(
                 [
                     sent.dense,
@@ -417,6 +421,21 @@ def candidates(
             )
             out.append(Candidate(sent, s, e, label, features, text))
     return out
+
+
+def _counts(q: Question, words: list[str], after: str) -> tuple[bool, bool]:
+    """Whether a number counts what a "how many" question asks about (its own words or the few after it
+    name it, or a word of like meaning: "400 representatives" for "delegates"), and whether it counts
+    something else instead ("the three goals" for "vehicles")."""
+    following = _CLAUSE_END.split(after, 1)[0].split()[:COUNTED_WORDS]
+    counted = set(terms(" ".join(following)))
+    if set(q.counted) & (counted | set(words)):
+        return True, False
+    if not counted:
+        return False, False
+    nouns = [w.lower() for w in following if w.isalpha() and terms(w)]
+    alike = q.counted_noun is not None and similarity(q.counted_noun.lower(), nouns) >= SAME_THING
+    return alike, not alike
 
 
 def rank(cands: list[Candidate]) -> list[Candidate]:

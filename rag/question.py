@@ -105,6 +105,8 @@ class Question:
     duration: bool = False  # "how long ...?" asks for a length of time, not a point in it
     # "what kind/type of <words> ...?": the stemmed words; the answer is a sort of their head noun
     kind_words: tuple[str, ...] = ()
+    counted_noun: str | None = None  # the noun a "how many ..." question counts, as written ("delegates")
+    asked: str | None = None  # the noun of "what was the <noun> of ...?", as written ("theme")
 
 
 def question_kind(question: str) -> str:
@@ -166,12 +168,47 @@ _COUNT_STOP = _STOP_HEAD | frozenset("from at on to for by with per been be ther
 _HOW_LONG = re.compile(r"\bhow\s+long\b")
 
 
+def _counted(question: str) -> list[str]:
+    m = _HOW_MANY.search(question.lower())
+    return _up_to(m.group(1).split(), _COUNT_STOP) if m else []
+
+
 def counted_words(question: str) -> tuple[str, ...]:
     """The stemmed words after "how many", up to the verb or preposition: "How many key projects were
     signed?" -> ("key", "project"). A number that counts something else ("three goals") answers
     another question."""
-    m = _HOW_MANY.search(question.lower())
-    return tuple(terms(" ".join(_up_to(m.group(1).split(), _COUNT_STOP)))) if m else ()
+    return tuple(terms(" ".join(_counted(question))))
+
+
+def counted_noun(question: str) -> str | None:
+    """The last word of what a "how many" question counts, as written: "How many key projects ..." ->
+    "projects" (compared by meaning with the noun after a number: "delegates" are "representatives")."""
+    words = [w for w in _counted(question) if terms(w)]
+    return words[-1] if words else None
+
+
+# "what was the theme of ...?", "where is the headquarters of ...?", "who is the general manager of
+# ...?": a definite description of what is asked. Its noun is presumed to exist in the documents; when
+# they never use it, they cannot say what it is.
+_ASKED = re.compile(
+    r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:the|its|their|his|her)\s+"
+    r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)\s*(?=(?:of|for|in|at|on|from|located|based)\b|\?|$)"
+)
+# nouns that say what form the answer takes rather than what is asked ("the date of", "the name of")
+_FORM_NOUNS = frozenset(w for w, kind in _HEAD_NOUNS.items() if kind != "person") | frozenset(
+    "name names title kind kinds type types sort form".split()
+)
+
+
+def asked_noun(question: str) -> str | None:
+    """The noun of a definite "what/who/where is the <noun> of ...?" question, as written: "What was the
+    theme of the conference?" -> "theme"; None for other questions and for nouns of form ("the date")."""
+    m = _ASKED.match(question.lower())
+    if not m:
+        return None
+    noun = question[m.start(1) : m.end(1)].split()[-1]
+    lowered = noun.lower()
+    return None if lowered in _FORM_NOUNS or lowered in _STOP_HEAD or not terms(noun) else noun
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:
@@ -233,4 +270,6 @@ def read_question(question: str, history: list[dict] | None, index: Index) -> Qu
         counted_words(question),
         bool(_HOW_LONG.search(question.lower())),
         kind_words(question),
+        counted_noun(question),
+        asked_noun(question),
     )
