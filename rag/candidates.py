@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .embedding import similarity
-from .nlp import annotate, term_spans, terms
+from .nlp import STOPWORDS, annotate, term_spans, terms
 from .question import LABELS, ORG_NOUNS, PERSON_NOUNS, PLACE_NOUNS, Question
 from .retrieval import Hit, Index
 
@@ -61,7 +61,8 @@ _DURATION = re.compile(
     r"(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?|centur(?:y|ies))\b",
     re.I,
 )
-_CLAUSE_END = re.compile(r"[,.;:()\[\]“”\"]")
+# a full stop is left out: within a sentence it ends an abbreviation ("eight U.S. presidents")
+_CLAUSE_END = re.compile(r"[,;:()\[\]“”\"]")
 COUNTED_WORDS = 4  # words after a number that say what it counts
 # cosine of two words' MiniLM vectors from which they name the same kind of thing ("delegates" and
 # "representatives" 0.52, "students" and "pupils" 0.63; "vehicles" and "goals" 0.29, "years" 0.28)
@@ -97,7 +98,6 @@ FEATURES = (
     # question lacks, by the share of <words> it holds ("green and low-carbon automotive development")
     "possessive",  # the span is followed by 's ("Xi Jinping's visit"): it modifies, rarely answers
     "counts_asked",  # "how many X": the span is a number of X ("18 key projects")
-    "counts_other",  # "how many X": the span is a number of something else ("three goals")
     "duration",  # "how long": the span is a length of time ("more than 60 years")
     "not_duration",  # "how long": the span is not one ("October 18")
     "bias",
@@ -350,10 +350,11 @@ def candidates(
             fit = labels.get(label, 0.0)
             if labels and not fit:
                 continue  # a "when" is answered by a date, a "who" by a name: other spans are not candidates
-            counts_asked = counts_other = False
+            counts_asked = False
             if q.counted:
-                after = chunk.text[e - chunk.start : sent.end - chunk.start]
-                counts_asked, counts_other = _counts(q, words, after)
+                counts_asked, counts_other = _counts(
+                    q, words, chunk.text[e - chunk.start : sent.end - chunk.start]
+                )
                 if counts_other:
                     continue  # "how many vehicles ...?" is not answered by "three goals"
             # question words between this span and its neighbours of the same label say what it is
@@ -412,7 +413,6 @@ def candidates(
                     _kind_of(text, words, q) if is_phrase else 0.0,
                     float(_possessive(text, chunk.text[e - chunk.start : e - chunk.start + 2])),
                     float(counts_asked),
-                    float(counts_other),
                     float(q.duration and length_of_time),
                     float(q.duration and not length_of_time),
                     1.0,
@@ -424,17 +424,21 @@ def candidates(
 
 
 def _counts(q: Question, words: list[str], after: str) -> tuple[bool, bool]:
-    """Whether a number counts what a "how many" question asks about (its own words or the few after it
-    name it, or a word of like meaning: "400 representatives" for "delegates"), and whether it counts
+    """Whether a number counts what a "how many" question asks about (its own words or the noun after it
+    name it, or a noun of like meaning: "400 representatives" for "delegates"), and whether it counts
     something else instead ("the three goals" for "vehicles")."""
-    following = _CLAUSE_END.split(after, 1)[0].split()[:COUNTED_WORDS]
+    following = []
+    for word in _CLAUSE_END.split(after, 1)[0].split()[:COUNTED_WORDS]:
+        if word.lower() in STOPWORDS:
+            break  # "24 and four more": what a number counts comes right after it
+        following.append(word)
     counted = set(terms(" ".join(following)))
     if set(q.counted) & (counted | set(words)):
         return True, False
-    if not counted:
+    if not counted or q.counted_noun is None:
         return False, False
-    nouns = [w.lower() for w in following if w.isalpha() and terms(w)]
-    alike = q.counted_noun is not None and similarity(q.counted_noun.lower(), nouns) >= SAME_THING
+    nouns = [w.lower() for w in following if terms(w)]
+    alike = similarity(q.counted_noun.lower(), nouns) >= SAME_THING
     return alike, not alike
 
 

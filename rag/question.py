@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .nlp import terms
+from .nlp import annotate, terms
 from .retrieval import Index
 
 # --- what kind of answer a question wants -------------------------------------------------------
@@ -181,18 +181,27 @@ def counted_words(question: str) -> tuple[str, ...]:
 
 
 def counted_noun(question: str) -> str | None:
-    """The last word of what a "how many" question counts, as written: "How many key projects ..." ->
-    "projects" (compared by meaning with the noun after a number: "delegates" are "representatives")."""
-    words = [w for w in _counted(question) if terms(w)]
-    return words[-1] if words else None
+    """The noun a "how many" question counts, as written, read from spaCy's noun phrase around "many":
+    "How many people attended the meeting?" -> "people" (compared by meaning with the noun after a
+    number: "delegates" are "representatives"). None for "how many times", which any count of events
+    answers."""
+    if not _HOW_MANY.search(question.lower()):
+        return None
+    _, phrases = annotate([question])[0]
+    for s, e in phrases:
+        words = question[s:e].split()
+        if "many" in (w.lower() for w in words[:-1]):
+            noun = words[-1]
+            return None if noun.lower() in ("time", "times") or not terms(noun) else noun
+    return None
 
 
 # "what was the theme of ...?", "where is the headquarters of ...?", "who is the general manager of
-# ...?": a definite description of what is asked. Its noun is presumed to exist in the documents; when
-# they never use it, they cannot say what it is.
+# ...?": a definite description of what is asked, a relation of something named. Its noun is presumed
+# to exist in the documents; when they never use it, they cannot say what it is.
 _ASKED = re.compile(
     r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:the|its|their|his|her)\s+"
-    r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)\s*(?=(?:of|for|in|at|on|from|located|based)\b|\?|$)"
+    r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)(?=\s+(?:of|for|in|at|on|from|located|based)\b)"
 )
 # nouns that say what form the answer takes rather than what is asked ("the date of", "the name of")
 _FORM_NOUNS = frozenset(w for w, kind in _HEAD_NOUNS.items() if kind != "person") | frozenset(
