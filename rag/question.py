@@ -201,7 +201,8 @@ def counted_noun(question: str) -> str | None:
 # to exist in the documents; when they never use it, they cannot say what it is.
 _ASKED = re.compile(
     r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:the|its|their|his|her)\s+"
-    r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)(?=\s+(?:of|for|in|at|on|from|located|based)\b)"
+    r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)(?=\s+(?:of|for|in|at|on|from|located|based)\b)",
+    re.I,
 )
 # nouns that say what form the answer takes rather than what is asked ("the date of", "the name of")
 _FORM_NOUNS = frozenset(w for w, kind in _HEAD_NOUNS.items() if kind != "person") | frozenset(
@@ -212,10 +213,10 @@ _FORM_NOUNS = frozenset(w for w, kind in _HEAD_NOUNS.items() if kind != "person"
 def asked_noun(question: str) -> str | None:
     """The noun of a definite "what/who/where is the <noun> of ...?" question, as written: "What was the
     theme of the conference?" -> "theme"; None for other questions and for nouns of form ("the date")."""
-    m = _ASKED.match(question.lower())
+    m = _ASKED.match(question)
     if not m:
         return None
-    noun = question[m.start(1) : m.end(1)].split()[-1]
+    noun = m.group(1).split()[-1]
     lowered = noun.lower()
     return None if lowered in _FORM_NOUNS or lowered in _STOP_HEAD or not terms(noun) else noun
 

@@ -15,6 +15,7 @@ from rag.answering import evidence
 from rag.question import (
     LABELS,
     asked_noun,
+    counted_noun,
     counted_words,
     head_noun,
     message_text,
@@ -149,6 +150,21 @@ def test_head_noun_is_what_a_which_question_asks_for(question, head):
 )
 def test_asked_noun_is_the_noun_of_a_definite_question(question, noun):
     assert asked_noun(question) == noun
+
+
+@pytest.mark.parametrize(
+    ("question", "noun"),
+    [
+        ("How many people attended the 2003 IPCC meeting?", "people"),  # not the meeting
+        ("Roughly how many delegates from abroad took part?", "delegates"),
+        ("How many US presidents are alumni of the school?", "presidents"),
+        ("How many times had he torn his ACL?", None),  # any count of events answers it
+        ("How many did they sell?", None),
+        ("Who signed it?", None),
+    ],
+)
+def test_counted_noun_is_the_head_of_the_phrase_around_many(question, noun):
+    assert counted_noun(question) == noun
 
 
 def test_abstains_when_the_documents_never_use_the_noun_asked_about(seeds_index):

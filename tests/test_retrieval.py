@@ -184,3 +184,22 @@ def test_a_passage_overlapping_a_better_one_of_its_document_gives_way(tmp_path, 
     # without the rule the same ranking would spend slots on seams the first passage already holds
     monkeypatch.setattr(type(index), "_distinct", lambda self, ranked, k: ranked[:k])
     assert overlapping(index.search(query, k=3))
+
+
+def test_word_similarity_tells_a_like_noun_from_another_and_remembers_words(monkeypatch):
+    from rag import embedding
+    from rag.candidates import SAME_THING
+
+    assert embedding.similarity("delegates", ["representatives", "parts"]) >= SAME_THING
+    assert embedding.similarity("vehicles", ["goals", "trillion", "level"]) < SAME_THING
+    assert embedding.similarity("vehicles", []) == 0.0
+    # the highest cosine of the lot, each word embedded on its own
+    vectors = embed(["cars", "vehicles", "goals"])
+    expected = max(float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2]))
+    assert math.isclose(embedding.similarity("cars", ["vehicles", "goals"]), expected, abs_tol=1e-5)
+
+    def no_model(texts, **kwargs):
+        raise AssertionError(f"embedded again: {texts}")
+
+    monkeypatch.setattr(embedding, "embed", no_model)
+    assert embedding.similarity("cars", ["goals"]) < SAME_THING  # words seen before are not embedded again
