@@ -19,6 +19,7 @@ from .embedding import embed
 from .nlp import terms
 from .question import Question, read_question
 from .retrieval import Hit, Index
+from .roles import screen
 from .types import Answer
 
 MAX_SUPPORT_WORDS = 36  # a supporting quote longer than this is trimmed to its best clauses
@@ -53,8 +54,9 @@ def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -
         if best is None or best.score < EXPLAIN_BELOW:
             return _abstain(q, hits, index, [])
         return _reply(q, best, None, hits, index)
-    best = choose(q, sentences, spans, index, ranker_threshold())
-    if best is None or best.score < ranker_threshold():
+    cut = ranker_threshold()
+    best = choose(q, sentences, spans, index, cut)
+    if best is None or not _likely(best, cut):
         return _abstain(q, hits, index, [])
     return _reply(q, best.sentence, best, hits, index)
 
@@ -64,10 +66,15 @@ def choose(
 ) -> Candidate | None:
     """The best candidate. When it is below ``cut`` and there are sentences left, WIDER_READ sentences
     are read: an answer is sometimes in a sentence that shares few words with the question."""
-    ranked = rank(spans)
-    if (not ranked or ranked[0].score < cut) and len(sentences) > READ_TOP:
-        ranked = rank(candidates(q, sentences, index, top=WIDER_READ))
+    ranked = screen(q, rank(spans), index)
+    if (not ranked or not _likely(ranked[0], cut)) and len(sentences) > READ_TOP:
+        ranked = screen(q, rank(candidates(q, sentences, index, top=WIDER_READ)), index)
     return ranked[0] if ranked else None
+
+
+def _likely(c: Candidate, cut: float) -> bool:
+    # a person the text gives the very role asked about answers however loosely the sentence matches
+    return c.verified or c.score >= cut
 
 
 def _reply(q: Question, sent: Sentence, best: Candidate | None, hits: list[Hit], index: Index) -> Answer:

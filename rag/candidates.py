@@ -125,6 +125,7 @@ class Candidate:
     features: np.ndarray
     text: str
     score: float = 0.0
+    verified: bool = False  # a person the text gives the role the question asks about (rag.roles)
 
 
 def score_sentences(q: Question, qvec: np.ndarray, hits: list[Hit], index: Index) -> list[Sentence]:
@@ -330,6 +331,8 @@ def candidates(
     order = sorted(range(len(sentences)), key=lambda i: -sentences[i].score)
     rank_of = {i: r for r, i in enumerate(order)}
     pairs = _pairs(terms(q.text))
+    # a name the question writes as one word may be spelled as two ("Hongqi", "Hong Qi")
+    respelled = {w for w in (re.sub(r"[\W_]+", "", w.lower()) for w in q.text.split()) if len(w) > 3}
     out: list[Candidate] = []
     for i in read_closely(sentences, index, top=top):
         sent = sentences[i]
@@ -345,7 +348,7 @@ def candidates(
         for n, (s, e, label) in enumerate(sent.spans):
             text = chunk.text[s - chunk.start : e - chunk.start]
             words, named = span_words[n], shares[n]
-            if named > MAX_NAMED:
+            if named > MAX_NAMED or _squash(text) in respelled:
                 continue  # the question already names (most of) it: it is the topic, not the answer
             fit = labels.get(label, 0.0)
             if labels and not fit:
@@ -511,6 +514,11 @@ def _kind_of(text: str, words: list[str], q: Question) -> float:
     ):
         return 0.0
     return sum(w in words for w in q.kind_words) / len(q.kind_words)
+
+
+def _squash(text: str) -> str:
+    """A multi-word span's letters and digits, lower-cased ("Hong Qi" -> "hongqi"); "" for one word."""
+    return re.sub(r"[\W_]+", "", text.lower()) if len(text.split()) > 1 else ""
 
 
 def _possessive(span: str, following: str) -> bool:

@@ -107,6 +107,10 @@ class Question:
     kind_words: tuple[str, ...] = ()
     counted_noun: str | None = None  # the noun a "how many ..." question counts, as written ("delegates")
     asked: str | None = None  # the noun of "what was the <noun> of ...?", as written ("theme")
+    # for "who is the <role> of <X> ...?": the stemmed words of the role and of X ("general", "manag";
+    # "hongqi", "brand"); the answer is a person whose role the documents give as that
+    role: tuple[str, ...] = ()
+    role_of: tuple[str, ...] = ()
 
 
 def question_kind(question: str) -> str:
@@ -200,8 +204,14 @@ def counted_noun(question: str) -> str | None:
 # ...?": a definite description of what is asked, a relation of something named. Its noun is presumed
 # to exist in the documents; when they never use it, they cannot say what it is.
 _ASKED = re.compile(
-    r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:the|its|their|his|her)\s+"
+    r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:(?:the|its|their|his|her)\s+)?"
     r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)(?=\s+(?:of|for|in|at|on|from|located|based)\b)",
+    re.I,
+)
+# what the role is of: "of the Hongqi brand", up to a phrase of time or place or a clause
+_ROLE_OF = re.compile(
+    r"\s+(?:of|for)\s+(.+?)(?=\s+(?:at|in|during|when|while|on|after|before|since|who|that|which|until)\b"
+    r"|\s*[?,;.]|\s*$)",
     re.I,
 )
 # nouns that say what form the answer takes rather than what is asked ("the date of", "the name of")
@@ -219,6 +229,19 @@ def asked_noun(question: str) -> str | None:
     noun = m.group(1).split()[-1]
     lowered = noun.lower()
     return None if lowered in _FORM_NOUNS or lowered in _STOP_HEAD or not terms(noun) else noun
+
+
+def role_asked(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """For "who is/was the <role> of <X> ...?" with a role noun ("governor", "general manager"): the
+    stemmed words of the role and of X; ((), ()) for other questions. What X is can be said before the
+    role too: "the Panthers head coach"."""
+    m = _ASKED.match(question)
+    if not (m and question.lstrip()[:3].lower() == "who" and m.group(1).split()[-1].lower() in PERSON_NOUNS):
+        return (), ()
+    of = _ROLE_OF.match(question, m.end(1))
+    # a name before the role says what it is of too: "the Panthers head coach"
+    names = [w for w in m.group(1).split() if w[0].isupper() and w.lower() not in PERSON_NOUNS]
+    return tuple(terms(m.group(1))), tuple(terms(" ".join([*names, of.group(1) if of else ""])))
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:
@@ -282,4 +305,5 @@ def read_question(question: str, history: list[dict] | None, index: Index) -> Qu
         kind_words(question),
         counted_noun(question),
         asked_noun(question),
+        *role_asked(question),
     )
