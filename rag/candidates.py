@@ -353,6 +353,8 @@ def candidates(
             fit = labels.get(label, 0.0)
             if labels and not fit:
                 continue  # a "when" is answered by a date, a "who" by a name: other spans are not candidates
+            if _another_place(text, q):
+                continue  # "which city ...?" is not answered by "Jilin Province"
             counts_asked = False
             if q.counted:
                 counts_asked, counts_other = _counts(
@@ -483,6 +485,33 @@ def _head_words(span: str) -> list[str]:
     lowered = [w.lower() for w in words]
     heads = [words[lowered.index("of", 1) - 1]] if "of" in lowered[1:] else []
     return heads + words[-1:]
+
+
+# places of one level each: a province is no city. Not "region", "area" or "place", which are any of them;
+# a state and a country may be one.
+_PLACE_LEVELS = {
+    t: level
+    for level, words in enumerate(
+        [
+            "city cities town towns village villages",
+            "district districts county counties prefecture",
+            "province provinces",
+            "state states country countries",
+            "continent continents",
+        ]
+    )
+    for w in words.split()
+    for t in terms(w)
+}
+
+
+def _another_place(span: str, q: Question) -> bool:
+    """Whether a name is headed by a place of another level than a "which city/province ..." question
+    asks for: "Jilin Province" for a city, "Jiaojiang District" for a country."""
+    if q.head not in _PLACE_LEVELS:
+        return False
+    levels = {_PLACE_LEVELS[t] for t in _heads(span) if t in _PLACE_LEVELS}
+    return bool(levels) and _PLACE_LEVELS[q.head] not in levels
 
 
 def _heads(span: str) -> set[str]:

@@ -385,3 +385,27 @@ def test_a_kind_of_question_prefers_a_modified_phrase_of_its_head_noun(seeds_ind
     assert cand._kind_of("the transformation and development", ["transform", "develop"], q) == 0.0
     assert cand._kind_of("automotive development", ["automot", "develop"], q) == 0.0
     assert read_question("Which automotive development did they promise?", None, seeds_index).kind_words == ()
+
+
+@pytest.mark.parametrize(
+    ("noun", "span", "other"),
+    [
+        ("city", "Jilin Province", True),  # a province is no city
+        ("city", "Changchun", False),  # a name without a head noun may be anything
+        ("city", "Changchun City", False),
+        ("city", "the Province of Ontario", True),  # the head before "of"
+        ("country", "New York State", False),  # a state and a country may be one
+        ("region", "Jilin Province", False),  # a region is any level
+        ("city", "the District Party Committee", False),  # a body, not a place
+    ],
+)
+def test_a_name_headed_by_a_place_of_another_level_is_told(seeds_index, noun, span, other):
+    q = read_question(f"Which {noun} is it?", None, seeds_index)
+    assert cand._another_place(span, q) is other
+
+
+def test_which_city_is_not_answered_by_a_province(seeds_index):
+    answer = ask(
+        "In which city did the 2023 China Automotive Innovation Conference kick off?", index=seeds_index
+    )
+    assert answer.short_answer == "Changchun"
