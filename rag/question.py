@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .nlp import annotate, terms
 from .retrieval import Index
@@ -143,27 +144,47 @@ def _up_to(words: list[str], stop: frozenset[str]) -> list[str]:
     return words
 
 
+@lru_cache(maxsize=1024)
+def _noun_phrases(question: str) -> tuple[tuple[int, int], ...]:
+    """spaCy's noun phrases of a question, parsed once for all the readings that need them."""
+    return annotate([question])[0][1]
+
+
+def _which_words(question: str) -> list[str]:
+    """The words of the noun phrase a "which/what ..." question asks about, lower-cased, as spaCy's
+    parse bounds it: "Which city hosted the fair?" -> ["city"], "What kind of automotive development
+    did ..." -> ["kind", "of", "automotive", "development"]; [] for other questions."""
+    lowered = question.lower()
+    m = _WHICH.search(lowered)
+    if not m:
+        return []
+    words = [(w.start() + m.start(1), w.group()) for w in re.finditer(r"\S+", m.group(1))]
+    phrases = _noun_phrases(question)
+    limit = next((e for s, e in phrases if s <= words[0][0] < e), None)
+    if limit is None:
+        limit = len(question)  # no noun phrase there: the words up to a verb or preposition
+    if len(words) > 2 and words[0][1] in _KIND_OF and words[1][1] == "of":
+        limit = next((e for s, e in phrases if s >= words[1][0]), limit)  # "kind of <the next phrase>"
+        return [words[0][1], "of", *_up_to([w for pos, w in words[2:] if pos < limit], _STOP_HEAD)]
+    return _up_to([w for pos, w in words if pos < limit], _STOP_HEAD)
+
+
 def kind_words(question: str) -> tuple[str, ...]:
     """The stemmed words of "what/which kind (type, sort, form) of <words> ...?": "What kind of
     automotive development did ..." -> ("automot", "develop"); () for other questions."""
-    m = _WHICH.search(question.lower())
-    words = m.group(1).split() if m else []
+    words = _which_words(question)
     if not (len(words) > 2 and words[0] in _KIND_OF and words[1] == "of"):
         return ()
-    return tuple(terms(" ".join(_up_to(words[2:], _STOP_HEAD))))
+    return tuple(terms(" ".join(words[2:])))
 
 
 def head_noun(question: str) -> str | None:
     """The noun a "which/what ..." question asks for, stemmed: "which district" -> "district", "what
     kind of automotive development" -> "develop". An answer often contains it ("Jiaojiang District")."""
-    m = _WHICH.search(question.lower())
-    if not m:
-        return None
-    words = m.group(1).split()
+    words = _which_words(question)
     if len(words) > 2 and words[0] in _KIND_OF and words[1] == "of":
         words = words[2:]
-    phrase = _up_to(words, _STOP_HEAD)
-    found = terms(phrase[-1]) if phrase else []
+    found = terms(words[-1]) if words else []
     return found[-1] if found else None
 
 
@@ -191,8 +212,7 @@ def counted_noun(question: str) -> str | None:
     answers."""
     if not _HOW_MANY.search(question.lower()):
         return None
-    _, phrases = annotate([question])[0]
-    for s, e in phrases:
+    for s, e in _noun_phrases(question):
         words = question[s:e].split()
         if "many" in (w.lower() for w in words[:-1]):
             noun = words[-1]
