@@ -127,6 +127,8 @@ def test_spans_the_question_names_are_not_candidates(seeds_index):
         ("What kind of automotive development was promised?", "develop"),
         ("Liu Dianxun is Director of which ministry?", "ministri"),
         ("What is the capital of France?", "capit"),
+        ("Which government body signed the framework agreement?", "bodi"),  # the verb ends the phrase
+        ("Which city hosted the fair?", "citi"),
         ("Who signed it?", None),
     ],
 )
