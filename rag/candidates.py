@@ -341,11 +341,12 @@ def candidates(
         # the question's words beyond its document's title say what is asked about the topic
         focus = sum(w for t, w in q.weights.items() if t not in title) or 1.0
         missing = _missing_share(name_weights, index.doc_terms[chunk.doc_id])
-        span_words = [terms(chunk.text[s - chunk.start : e - chunk.start]) for s, e, _ in sent.spans]
+        spans = sorted([*sent.spans, *_unnamed_tails(sent.spans, chunk, q)])
+        span_words = [terms(chunk.text[s - chunk.start : e - chunk.start]) for s, e, _ in spans]
         shares = [sum(w in q.named for w in words) / len(words) if words else 1.0 for words in span_words]
         # a span the question names is no rival: the words beside it may describe the next span
-        rivals = [span for span, share in zip(sent.spans, shares, strict=True) if share <= MAX_NAMED]
-        for n, (s, e, label) in enumerate(sent.spans):
+        rivals = [span for span, share in zip(spans, shares, strict=True) if share <= MAX_NAMED]
+        for n, (s, e, label) in enumerate(spans):
             text = chunk.text[s - chunk.start : e - chunk.start]
             words, named = span_words[n], shares[n]
             if named > MAX_NAMED or _squash(text) in respelled:
@@ -425,6 +426,27 @@ def candidates(
                 dtype=np.float32,
             )
             out.append(Candidate(sent, s, e, label, features, text))
+    return out
+
+
+def _unnamed_tails(spans, chunk, q: Question) -> list[tuple[int, int, str]]:
+    """The part after "of" of a name whose words before it the question all uses: "Liu Dianxun is
+    Director of Investment Promotion of which ministry?" meets "Investment Promotion of the Ministry of
+    Commerce", which it mostly names, and is answered by "the Ministry of Commerce"."""
+    out = []
+    for s, e, label in spans:
+        if label == "NP":
+            continue
+        text = chunk.text[s - chunk.start : e - chunk.start]
+        words = terms(text)
+        if not words or sum(w in q.named for w in words) <= MAX_NAMED * len(words):
+            continue  # the whole name is a candidate itself
+        for m in re.finditer(r"\s+of\s+", text):
+            before = terms(text[: m.start()])
+            if not before or not all(w in q.named for w in before):
+                break
+            out.append((s + m.end(), e, label))
+            break
     return out
 
 

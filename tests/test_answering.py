@@ -411,3 +411,13 @@ def test_which_city_is_not_answered_by_a_province(seeds_index):
         "In which city did the 2023 China Automotive Innovation Conference kick off?", index=seeds_index
     )
     assert answer.short_answer == "Changchun"
+
+
+def test_the_part_after_of_of_a_name_the_question_mostly_uses_is_a_candidate(seeds_index):
+    # spaCy reads "Investment Promotion of the Ministry of Commerce" as one name
+    question = "Liu Dianxun is Director of Investment Promotion of which ministry?"
+    _, _, _, spans = evidence(question, history=None, k=5, index=seeds_index)
+    texts = [c.text for c in spans]
+    assert "the Ministry of Commerce" in texts
+    assert "Investment Promotion of the Ministry of Commerce" not in texts
+    assert ask(question, index=seeds_index).short_answer == "the Ministry of Commerce"
