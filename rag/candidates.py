@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunking import Chunk
 from .embedding import similarity
 from .nlp import STOPWORDS, annotate, term_spans, terms
 from .question import LABELS, ORG_NOUNS, PERSON_NOUNS, PLACE_NOUNS, Question
@@ -429,7 +430,9 @@ def candidates(
     return out
 
 
-def _unnamed_tails(spans, chunk, q: Question) -> list[tuple[int, int, str]]:
+def _unnamed_tails(
+    spans: tuple[tuple[int, int, str], ...], chunk: Chunk, q: Question
+) -> list[tuple[int, int, str]]:
     """The part after "of" of a name whose words before it the question all uses: "Liu Dianxun is
     Director of Investment Promotion of which ministry?" meets "Investment Promotion of the Ministry of
     Commerce", which it mostly names, and is answered by "the Ministry of Commerce"."""

@@ -87,37 +87,42 @@ def _apposition(local: str, end: int, others: list[int]) -> str:
 
 
 def _verdict(q: Question, text: str, index: Index, context: set[str], *, title: bool) -> bool | None:
-    found = None
+    """Whether a title or an apposition gives the role asked: True, False or None as for
+    :func:`role_verdict`, over each place it names the role's head noun."""
+    verdict = None
     for m in re.finditer(r"[\w'’-]+", text):
-        if terms(m.group()) != [q.role[-1]]:
-            continue
-        before = _WORD_BEFORE.search(text, 0, m.start())
-        word = before.group(1) if before else ""
-        if (word.lower() in LESSER) != bool(set(q.role) & _LESSER_STEMS):
-            found = False if found is None else found  # a vice mayor for the mayor, or the other way
-            continue
-        if not q.role_of:
-            found = None  # a role of nothing named ("Who was elected President?") confirms no one
-            continue
-        # all of the role, as asked: "the first president" is not any president
-        whole = set(q.role) <= set(terms(text))
-        # what the role is of: the words before it in a title ("CBS founder"), else its "of" phrase
-        if title:
-            given = set(terms(text[: m.start()])) - set(q.role) - _LESSER_STEMS
-        else:
-            of = _OF.match(text, m.end())
-            given = set(terms(of.group(1))) if of else set()
-        if title and given:
-            if not given & set(q.role_of):
-                found = False
-            elif whole:
+        if terms(m.group()) == [q.role[-1]]:
+            found = _occurrence(q, text, m, index, context, title=title)
+            if found:
                 return True
-        elif _share(q.role_of, given or context, index) >= ROLE_OF_SHARE:
-            if whole:
-                return True
-        elif given:
-            found = False
-    return found
+            if found is False:
+                verdict = False
+    return verdict
+
+
+def _occurrence(
+    q: Question, text: str, m: re.Match, index: Index, context: set[str], *, title: bool
+) -> bool | None:
+    before = _WORD_BEFORE.search(text, 0, m.start())
+    word = before.group(1) if before else ""
+    if (word.lower() in LESSER) != bool(set(q.role) & _LESSER_STEMS):
+        return False  # a vice mayor for the mayor, or the other way
+    if not q.role_of:
+        return None  # a role of nothing named ("Who was elected President?") confirms no one
+    # what the role is of: the words before it in a title ("CBS founder"), else its "of" phrase
+    if title:
+        given = set(terms(text[: m.start()])) - set(q.role) - _LESSER_STEMS
+        if given and not given & set(q.role_of):
+            return False
+    else:
+        of = _OF.match(text, m.end())
+        given = set(terms(of.group(1))) if of else set()
+        if given and _share(q.role_of, given, index) < ROLE_OF_SHARE:
+            return False
+    if not given and _share(q.role_of, context, index) < ROLE_OF_SHARE:
+        return None
+    # all of the role, as asked: "the first president" is not any president
+    return True if set(q.role) <= set(terms(text)) else None
 
 
 def _share(wanted: tuple[str, ...], given: set[str], index: Index) -> float:
