@@ -32,6 +32,7 @@ DENSE_WEIGHT = 0.5  # convex fusion: weight of the cosine; BM25 (normalised) get
 FUSIONS = ("convex", "rrf")
 RESCORE = 20  # fused hits re-scored by their best sentence
 SENTENCE_WEIGHT = 1.0  # weight of a passage's best sentence cosine in the second stage
+MAX_REPEATED = 0.5  # share of a passage already in better ones of its document beyond which it gives way
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,16 @@ class Index:
         return [Hit(i, fused[i], dense[i], float(lexical[i]) if lexical is not None else 0.0) for i in best]
 
     def _distinct(self, ranked: list[int], k: int) -> list[int]:
-        """The first ``k`` of ``ranked``, passing over a passage that overlaps a better one of its document
-        (chunks share sentences at their seams): the slot goes to other evidence. Overlapping ones fill
-        in only when there is nothing else."""
+        """The first ``k`` of ``ranked``, passing over a passage whose text is mostly in better ones of its
+        document (chunks share sentences at their seams): the slot goes to other evidence. Those fill in
+        only when there is nothing else. A passage between two chosen ones that share only their seams
+        with it still has most of its own to say."""
         chosen: list[int] = []
         spare: list[int] = []
         for i in ranked:
             c = self.chunks[i]
-            if any(_overlap(c, self.chunks[j]) for j in chosen):
+            shared = sum(_overlap(c, self.chunks[j]) for j in chosen)
+            if shared > MAX_REPEATED * (c.end - c.start):
                 spare.append(i)
             else:
                 chosen.append(i)
@@ -174,8 +177,9 @@ class Index:
         )
 
 
-def _overlap(a: Chunk, b: Chunk) -> bool:
-    return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end
+def _overlap(a: Chunk, b: Chunk) -> int:
+    """Characters two passages share."""
+    return max(0, min(a.end, b.end) - max(a.start, b.start)) if a.doc_id == b.doc_id else 0
 
 
 def _top(scores: np.ndarray, n: int) -> list[int]:
