@@ -224,7 +224,7 @@ def counted_noun(question: str) -> str | None:
 # ...?": a definite description of what is asked, a relation of something named. Its noun is presumed
 # to exist in the documents; when they never use it, they cannot say what it is.
 _ASKED = re.compile(
-    r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:(?:the|its|their|his|her)\s+)?"
+    r"^\s*(?:who|what|where|which)\s+(?:is|was|are|were)\s+(?:(the|its|their|his|her)\s+)?"
     r"((?:[\w'’-]+\s+){0,3}?[\w'’-]+)(?=\s+(?:of|for|in|at|on|from|located|based)\b)",
     re.I,
 )
@@ -244,9 +244,9 @@ def asked_noun(question: str) -> str | None:
     """The noun of a definite "what/who/where is the <noun> of ...?" question, as written: "What was the
     theme of the conference?" -> "theme"; None for other questions and for nouns of form ("the date")."""
     m = _ASKED.match(question)
-    if not m:
-        return None
-    noun = m.group(1).split()[-1]
+    if not (m and m.group(1)):
+        return None  # without "the" the words may be anything: "What is Changchun famous for?"
+    noun = m.group(2).split()[-1]
     lowered = noun.lower()
     return None if lowered in _FORM_NOUNS or lowered in _STOP_HEAD or not terms(noun) else noun
 
@@ -256,12 +256,12 @@ def role_asked(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     stemmed words of the role and of X; ((), ()) for other questions. What X is can be said before the
     role too: "the Panthers head coach"."""
     m = _ASKED.match(question)
-    if not (m and question.lstrip()[:3].lower() == "who" and m.group(1).split()[-1].lower() in PERSON_NOUNS):
+    if not (m and question.lstrip()[:3].lower() == "who" and m.group(2).split()[-1].lower() in PERSON_NOUNS):
         return (), ()
-    of = _ROLE_OF.match(question, m.end(1))
+    of = _ROLE_OF.match(question, m.end(2))
     # a name before the role says what it is of too: "the Panthers head coach"
-    names = [w for w in m.group(1).split() if w[0].isupper() and w.lower() not in PERSON_NOUNS]
-    return tuple(terms(m.group(1))), tuple(terms(" ".join([*names, of.group(1) if of else ""])))
+    names = [w for w in m.group(2).split() if w[0].isupper() and w.lower() not in PERSON_NOUNS]
+    return tuple(terms(m.group(2))), tuple(terms(" ".join([*names, of.group(1) if of else ""])))
 
 
 def last_turn(history: list[dict] | None, role: str) -> str | None:

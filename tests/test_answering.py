@@ -144,6 +144,7 @@ def test_head_noun_is_what_a_which_question_asks_for(question, head):
         ("Who is the general manager of the Hongqi brand?", "manager"),
         ("Who is the CEO of the company?", "CEO"),
         ("What is the education system currently?", None),  # no relation to something named
+        ("What is Changchun famous for?", None),  # without "the" the words may be anything
         ("What is the date of the meeting?", None),  # says what form the answer takes
         ("What is the name of the river?", None),
         ("Which city hosted it?", None),
