@@ -333,7 +333,7 @@ def candidates(
     rank_of = {i: r for r, i in enumerate(order)}
     pairs = _pairs(terms(q.text))
     # a name the question writes as one word may be spelled as two ("Hongqi", "Hong Qi")
-    respelled = {w for w in (re.sub(r"[\W_]+", "", w.lower()) for w in q.text.split()) if len(w) > 3}
+    respelled = {w for w in map(_letters, q.text.split()) if len(w) > 3}
     out: list[Candidate] = []
     for i in read_closely(sentences, index, top=top):
         sent = sentences[i]
@@ -350,7 +350,7 @@ def candidates(
         for n, (s, e, label) in enumerate(spans):
             text = chunk.text[s - chunk.start : e - chunk.start]
             words, named = span_words[n], shares[n]
-            if named > MAX_NAMED or _squash(text) in respelled:
+            if named > MAX_NAMED or (len(text.split()) > 1 and _letters(text) in respelled):
                 continue  # the question already names (most of) it: it is the topic, not the answer
             fit = labels.get(label, 0.0)
             if labels and not fit:
@@ -444,12 +444,10 @@ def _unnamed_tails(
         words = terms(text)
         if not words or sum(w in q.named for w in words) <= MAX_NAMED * len(words):
             continue  # the whole name is a candidate itself
-        for m in re.finditer(r"\s+of\s+", text):
-            before = terms(text[: m.start()])
-            if not before or not all(w in q.named for w in before):
-                break
+        m = re.search(r"\s+of\s+", text)
+        before = terms(text[: m.start()]) if m else []
+        if before and all(w in q.named for w in before):
             out.append((s + m.end(), e, label))
-            break
     return out
 
 
@@ -517,13 +515,7 @@ def _head_words(span: str) -> list[str]:
 _PLACE_LEVELS = {
     t: level
     for level, words in enumerate(
-        [
-            "city cities town towns village villages",
-            "district districts county counties prefecture",
-            "province provinces",
-            "state states country countries",
-            "continent continents",
-        ]
+        ["city town village", "district county prefecture", "province", "state country", "continent"]
     )
     for w in words.split()
     for t in terms(w)
@@ -570,9 +562,9 @@ def _kind_of(text: str, words: list[str], q: Question) -> float:
     return sum(w in words for w in q.kind_words) / len(q.kind_words)
 
 
-def _squash(text: str) -> str:
-    """A multi-word span's letters and digits, lower-cased ("Hong Qi" -> "hongqi"); "" for one word."""
-    return re.sub(r"[\W_]+", "", text.lower()) if len(text.split()) > 1 else ""
+def _letters(text: str) -> str:
+    """Letters and digits, lower-cased: "Hong Qi" -> "hongqi"."""
+    return re.sub(r"[\W_]+", "", text.lower())
 
 
 def _possessive(span: str, following: str) -> bool:
