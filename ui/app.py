@@ -174,16 +174,30 @@ def conversation(history: list[dict] | None) -> list[dict]:
 
 # --- rendering -----------------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$&!])")
-_LINE_MARKER = re.compile(r"^(\s*)([-+=]|\d+(?=[.)]))", re.M)
-_CITE = re.compile(r"\\\[(\d+)\\\]")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$&!@])")
+# a line starting "18." or "2019)" would be a numbered list: escape its punctuation, since CommonMark lets
+# a backslash escape only ASCII punctuation (a backslash before "18." would show)
+_LINE_MARKER = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))", re.M)
+# GFM (the chat's Markdown) makes links of bare URLs and addresses: "www.", "https://", "a@b.org"
+_AUTOLINK = re.compile(r"(?i)(www)(\.)|(:)(?=//)")
+# the app's own citation marks: "[n]" as plain text, where Markdown cannot read it as a link
+_CITE = re.compile(r"\\\[(\d+)\\\](?!\(|\\\[)")
 
 
 def _escape_md(text: str) -> str:
-    """Text shown literally by Markdown (no HTML, links, emphasis or lists), keeping ``[n]`` marks."""
+    """Text shown literally by Markdown (no HTML, links, images, emphasis or lists), keeping ``[n]``
+    marks as plain text.
+
+    Every character Markdown could read as syntax is backslash-escaped, and so is the punctuation that
+    lets GFM see a URL or e-mail address in plain text. A ``[n]`` mark is left unescaped only where
+    no ``(`` or ``[`` follows it (an inline or reference link); a ``:`` after it (a link definition)
+    is escaped.
+    """
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    text = _LINE_MARKER.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
-    return _CITE.sub(r"[\1]", text)
+    text = _AUTOLINK.sub(lambda m: f"{m[1]}\\." if m[1] else "\\:", text)
+    text = _LINE_MARKER.sub(lambda m: m[1] + (f"\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}"), text)
+    text = _CITE.sub(r"[\1]", text)
+    return text.replace("]:", "]\\:")
 
 
 def render_answer(answer: Answer, text: str | None = None) -> str:
@@ -246,15 +260,21 @@ def render_sources(answer: Answer, *, cited: set[int] | None = None) -> str:
 
 def render_card(n: int, c: Citation, *, open_: bool, highlight: bool = True) -> str:
     page = f"page {c.page}" if c.page else None
-    meta = " · ".join(html.escape(x) for x in (c.date, c.source, page) if x)
+    meta = " · ".join(_one_line(x) for x in (c.date, c.source, page) if x)
     span = (c.answer_start, c.answer_end) if highlight and c.answer_start is not None else None
     return (
         f'<details class="rag-card"{" open" if open_ else ""}>'
-        f'<summary><span class="rag-num">[{n}]</span> <span class="rag-title">{html.escape(c.title)}</span>'
+        f'<summary><span class="rag-num">[{n}]</span> <span class="rag-title">{_one_line(c.title)}</span>'
         f'<span class="rag-meta">{meta}</span>'
         f'<span class="rag-snippet">{html.escape(_snippet(c.text))}</span></summary>'
         f'<blockquote class="rag-passage">{_passage_html(c.text, span)}</blockquote></details>'
     )
+
+
+def _one_line(text: str) -> str:
+    """Text as HTML on one line: a line break in a title or file name could end the cards' HTML block
+    and hand the rest to Markdown."""
+    return html.escape(" ".join(text.split()))
 
 
 def _snippet(text: str, chars: int = 110) -> str:
