@@ -322,7 +322,7 @@ def test_failed_indexing_removes_the_files_it_wrote(library, tmp_path, monkeypat
     def broken(**kwargs):
         raise rag.IndexNotFound("disk full")
 
-    monkeypatch.setattr("ui.app.open_index", broken)
+    monkeypatch.setattr("ui.library.open_index", broken)
     note = add_documents([str(write(tmp_path, "new.txt", ZORBLAT))], library)
     assert note.startswith("⚠️ Upload failed") and "disk full" in note
     assert snapshot(library) == state and library.index is index
@@ -346,11 +346,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(lib: Library, *, llm="env"):
-    """Launch the app for ``lib`` in a background thread; yields its URL, closes it after."""
+def serve(lib: Library, *, llm="env", **options):
+    """Launch the app for ``lib`` (``options`` for create_app) in a background thread; yields its URL,
+    closes it after."""
     lib.load()
     lib.warm_up()
-    demo = create_app(lib, llm=llm)
+    demo = create_app(lib, llm=llm, **options)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),
@@ -451,16 +452,32 @@ def test_eight_simultaneous_questions_are_all_answered_correctly(ui_server, seed
     assert "March 31, 2021" in got[0]
 
 
-def test_api_upload_is_cited_at_once(upload_server, tmp_path):
+def test_api_uploads_are_private_to_their_session_and_can_be_removed(upload_server, tmp_path):
     from gradio_client import handle_file
 
     url, lib = upload_server
+    base = snapshot(lib)
+    mine, theirs = client(url), client(url)
     path = write(tmp_path, "zorblat.txt", ZORBLAT)
-    note, status = client(url).predict([handle_file(str(path))], api_name="/upload")
-    assert note.startswith("Added zorblat.txt") and status.startswith("6 documents")
-    reply, cards = client(url).predict(ZORBLAT_QUESTION, api_name="/chat")
+    note, status, _ = mine.predict([handle_file(str(path))], api_name="/upload")
+    assert note.startswith("Added zorblat.txt") and status.startswith("6 documents, 1 of them yours")
+    reply, cards = mine.predict(ZORBLAT_QUESTION, api_name="/chat")
     assert "May 5, 1999" in reply["content"] and "uploads/zorblat.txt" in cards["content"]
-    assert (lib.index_dir / "uploads" / "zorblat.txt").is_file()
+    # another visitor, and the shared library, know nothing of it
+    reply, cards = theirs.predict(ZORBLAT_QUESTION, api_name="/chat")
+    assert "May 5, 1999" not in reply["content"] and "zorblat" not in cards["content"]
+    assert snapshot(lib) == base and not (lib.index_dir / "uploads").exists()
+    stored = list((lib.index_dir / "sessions").glob("*/uploads/zorblat.txt"))
+    assert len(stored) == 1 and stored[0].read_text(encoding="utf-8") == ZORBLAT
+    # nor can they remove it
+    note, _, _ = theirs.predict("zorblat.txt", api_name="/remove")
+    assert note.startswith("⚠️ Not removed") and stored[0].is_file()
+
+    note, status, _ = mine.predict("zorblat.txt", api_name="/remove")
+    assert note == "Removed zorblat.txt: it is no longer cited." and status.startswith("5 documents, ")
+    reply, cards = mine.predict(ZORBLAT_QUESTION, api_name="/chat")
+    assert "May 5, 1999" not in reply["content"] and "zorblat" not in cards["content"]
+    assert not stored[0].parent.parent.exists(), "the session's index folder is deleted with its last upload"
 
 
 def test_api_upload_refusals_leave_the_index_alone(upload_server, tmp_path):
@@ -469,10 +486,10 @@ def test_api_upload_refusals_leave_the_index_alone(upload_server, tmp_path):
     url, lib = upload_server
     state = snapshot(lib)
     bad = write(tmp_path, "cp1252.txt", "naïve café".encode("cp1252"))
-    note, status = client(url).predict([handle_file(str(bad))], api_name="/upload")
+    note, status, _ = client(url).predict([handle_file(str(bad))], api_name="/upload")
     assert note.startswith("⚠️ Upload refused") and "not UTF-8" in note
     broken = write(tmp_path, "broken.pdf", b"%PDF-1.4")
-    note, _ = client(url).predict([handle_file(str(broken))], api_name="/upload")
+    note, _, _ = client(url).predict([handle_file(str(broken))], api_name="/upload")
     assert note.startswith("⚠️ Upload refused") and "broken.pdf: not a readable PDF" in note
     # Gradio itself refuses types the button does not accept, before our code runs
     slides = write(tmp_path, "slides.pptx", b"PK")

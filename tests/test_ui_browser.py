@@ -95,3 +95,53 @@ def test_typed_question_gets_its_cited_answer_keyboard_only(browser, ui_server, 
     expect(page.locator("[data-testid='user']")).to_have_count(0)
     expect(page.get_by_label("Select example 1", exact=False)).to_be_visible()
     page.close()
+
+
+PLANTED_DOC = (
+    "Zorblat Widget Company\n\n"
+    "The Zorblat Widget Company opened[7](https://evil.example/phish) in Ulaanbaatar on May 5, 1999, as"
+    " https://evil.example/bare, www.evil.example and news@evil.example report <https://evil.example/auto>.\n"
+)
+
+
+def test_an_upload_is_cited_for_its_visitor_only_and_planted_links_stay_text(browser, ui_server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    doc = tmp_path / "zorblat.md"
+    doc.write_text(PLANTED_DOC, encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.goto(ui_server)
+    expect(page.locator("#rag-status")).to_contain_text("5 documents, ")
+    page.locator("input[type=file]").set_input_files(str(doc))
+    expect(page.locator("#rag-upload-result")).to_contain_text("Added zorblat.md", timeout=30_000)
+    expect(page.locator("#rag-status")).to_contain_text("6 documents, 1 of them yours")
+
+    page.locator("#rag-question textarea").fill("When did the Zorblat Widget Company open?")
+    page.keyboard.press("Enter")
+    reply = page.locator("[data-testid='bot']").first
+    expect(reply).to_contain_text("May 5, 1999", timeout=10_000)
+    expect(page.locator(".rag-card[open]").first).to_contain_text("uploads/zorblat.md")
+    page.wait_for_timeout(500)  # the last streamed update
+    # the chat's own Markdown (marked, GFM) shows the planted text, but makes no link or image of it
+    expect(reply).to_contain_text("opened[7](https://evil.example/phish)")
+    chat = page.locator("#rag-chat")
+    assert chat.locator("a[href*='evil'], img[src*='evil']").count() == 0
+    assert chat.locator("a").evaluate_all("links => links.map(a => a.href)") == []
+    page.locator("[data-testid='user']").first.evaluate(SCROLL_CHAT_TO_TOP)
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "upload.png"
+    page.screenshot(path=shot, full_page=True)
+    if target := os.environ.get("RAG_UI_UPLOAD_SCREENSHOT"):
+        shutil.copyfile(shot, target)
+
+    # another visitor's page: the shared documents only
+    other = browser.new_page()
+    other.goto(ui_server)
+    expect(other.locator("#rag-status")).to_contain_text("5 documents, ")
+    other.locator("#rag-question textarea").fill("When did the Zorblat Widget Company open?")
+    other.keyboard.press("Enter")
+    expect(other.locator("[data-testid='bot']").first).to_be_visible(timeout=10_000)
+    other.wait_for_timeout(500)
+    expect(other.locator("[data-testid='bot']").first).not_to_contain_text("May 5, 1999")
+    other.close()
+    page.close()

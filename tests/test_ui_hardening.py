@@ -1,4 +1,5 @@
-"""The chat against hostile text: planted links and numbers read as lists.
+"""The chat against hostile input: planted links, numbers read as lists, odd questions, big or many
+uploads, visitors' uploads kept apart, and requests from other web pages.
 
 Markdown is rendered here by markdown-it-py (CommonMark, raw HTML on, as the chat allows); the chat's own
 renderer (marked, with GFM) also makes links of bare URLs and e-mail addresses, which
@@ -8,13 +9,42 @@ renderer (marked, with GFM) also makes links of bare URLs and e-mail addresses, 
 from __future__ import annotations
 
 import html
+import json
 import re
+import time
 
+import httpx
+import orjson
 import pytest
-from test_ui import ZORBLAT_QUESTION
+from test_ui import (  # noqa: F401  (ui_server, upload_server: the apps; the rest: helpers)
+    INSTITUTE,
+    ZORBLAT,
+    ZORBLAT_QUESTION,
+    client,
+    final,
+    serve,
+    ui_server,
+    upload_server,
+    write,
+)
 
 from rag import Answer, Citation, GeneratedAnswer
-from ui.app import llm_note, render_answer, render_generated, render_sources
+from ui.app import (
+    DELETE_CACHE,
+    Library,
+    Sessions,
+    add_documents,
+    check_upload,
+    converse,
+    create_app,
+    llm_note,
+    remove_document,
+    render_answer,
+    render_generated,
+    render_sources,
+    respond,
+)
+from ui.library import Quota, UploadRejected
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 
@@ -120,3 +150,149 @@ def test_numbers_at_the_start_of_a_line_show_as_typed(text, shown):
     # later lines as well
     later = render_answer(Answer("Yes.\n\nIn short:\n2019. was the year", False, [cite], None, None))
     assert "2019. was the year" in visible(to_html(later)) and "<ol" not in to_html(later)
+
+
+# --- questions -----------------------------------------------------------------------------------------
+
+
+def test_a_question_with_a_lone_surrogate_gets_a_reply_the_chat_can_send(seeds_index):
+    chats = list(converse("When was the institute founded?\ud800", [], index=seeds_index, seconds=0))
+    for chat in chats:
+        orjson.dumps(chat)  # what Gradio sends: a lone surrogate cannot be encoded
+    assert chats[-1][0]["role"] == "user" and chats[-1][1]["role"] == "assistant"
+    assert chats[-1][1]["content"].strip()
+    reply = final(respond("\udfff", [], index=seeds_index, seconds=0))
+    orjson.dumps(reply)
+    assert reply[0]["content"].strip()
+
+
+def test_the_chat_endpoint_says_a_question_is_empty(ui_server):  # noqa: F811
+    session = client(ui_server)
+    for blank in ("", "   "):
+        got = session.predict(blank, api_name="/chat")
+        assert got is not None, "the endpoint must answer, not return nothing"
+        (reply,) = got
+        assert reply["content"].startswith("⚠️") and "empty" in reply["content"]
+    # the blank questions did not join the conversation
+    reply, _ = session.predict(INSTITUTE, api_name="/chat")
+    assert "March 31, 2021" in reply["content"]
+
+
+# --- uploads -------------------------------------------------------------------------------------------
+
+
+def test_one_upload_may_hold_only_so_much_text(tmp_path, monkeypatch):
+    monkeypatch.setattr("ui.library.MAX_UPLOAD_TEXT_CHARS", 1000)
+    files = [write(tmp_path, f"part{i}.txt", f"Part {i}\n\n" + "word " * 150) for i in range(3)]
+    assert len(check_upload(files[:1])) == 1
+    with pytest.raises(UploadRejected, match="more than 1,000 characters of text") as e:
+        check_upload(files)
+    assert "smaller groups" in str(e.value)
+
+
+@pytest.fixture
+def base(tmp_path, tiny_source) -> Library:
+    lib = Library(source=tiny_source, index_dir=tmp_path / "ui-index")
+    lib.load()
+    return lib
+
+
+def cites(lib: Library, question: str, doc: str) -> bool:
+    reply, *cards = final(respond(question, [], index=lib.index, seconds=0))
+    return any(doc in c["content"] for c in cards)
+
+
+def test_sessions_keep_their_uploads_apart_and_remove_them(base, tmp_path):
+    sessions = Sessions(base)
+    doc = write(tmp_path, "zorblat.md", ZORBLAT)
+    mine = sessions.own("a")
+    assert add_documents([str(doc)], mine).startswith("Added zorblat.md")
+    assert sessions.get("a") is mine and sessions.get("b") is base
+    assert cites(sessions.get("a"), ZORBLAT_QUESTION, "uploads/zorblat.md")
+    assert not cites(sessions.get("b"), ZORBLAT_QUESTION, "zorblat")
+    assert not cites(base, ZORBLAT_QUESTION, "zorblat") and base.uploads() == []
+    assert mine.index_dir.parent == base.index_dir / "sessions"
+    assert mine.uploads() == ["zorblat.md"] and mine.status().startswith("5 documents, 1 of them yours")
+
+    assert remove_document("../ui-index/manifest.json", mine).startswith("⚠️ Not removed")
+    assert remove_document("zorblat.md", mine) == "Removed zorblat.md: it is no longer cited."
+    assert not cites(sessions.get("a"), ZORBLAT_QUESTION, "zorblat")
+    assert not mine.index_dir.exists() and mine.index is base.index
+
+
+def test_a_session_ends_or_expires_and_takes_its_folder_along(base, tmp_path):
+    stale = base.index_dir / "sessions" / "left-by-an-earlier-server"
+    stale.mkdir(parents=True)
+    sessions = Sessions(base, idle_seconds=60)
+    doc = str(write(tmp_path, "zorblat.md", ZORBLAT))
+    add_documents([doc], sessions.own("a"))
+    assert not stale.exists(), "folders an earlier server left are removed"
+    b = sessions.own("b")
+    add_documents([doc], b)
+    a_dir, b_dir = sessions.get("a").index_dir, b.index_dir
+    assert a_dir.is_dir() and b_dir.is_dir()
+
+    sessions.drop("a")  # the page was closed
+    assert not a_dir.exists() and sessions.get("a") is base
+    assert sessions.expire(time.monotonic() + 30) == [] and b_dir.is_dir()
+    assert sessions.expire(time.monotonic() + 61) == ["b"] and not b_dir.exists()
+    assert sessions.get("b") is base and len(sessions) == 0
+    assert add_documents([doc], b).startswith("⚠️ Upload refused"), "an ended session takes no uploads"
+
+
+def test_uploads_are_limited_per_session_and_in_sessions(base, tmp_path):
+    sessions = Sessions(base, max_sessions=1, quota=Quota(files=2, bytes=10_000))
+    docs = [str(write(tmp_path, f"n{i}.md", f"Note {i}\n\nNote {i} is about kites.\n")) for i in range(3)]
+    assert add_documents(docs[:2], sessions.own("a")).startswith("Added")
+    note = add_documents(docs[2:], sessions.own("a"))
+    assert note.startswith("⚠️ Upload refused") and "at most 2 documents" in note
+    big = str(write(tmp_path, "big.md", "Big\n\n" + "kite " * 3000))
+    remove_document("n1.md", sessions.get("a"))
+    note = add_documents([big], sessions.own("a"))
+    assert "over the 0.01 MB" in note and sessions.get("a").uploads() == ["n0.md"]
+
+    with pytest.raises(UploadRejected, match="1 visitors already have documents of their own"):
+        sessions.own("b")
+    sessions.drop("a")
+    assert add_documents(docs[:1], sessions.own("b")).startswith("Added")
+
+
+def test_the_upload_endpoint_refuses_a_session_over_the_limit(base, tmp_path):
+    from gradio_client import handle_file
+
+    doc = handle_file(str(write(tmp_path, "zorblat.md", ZORBLAT)))
+    sessions = Sessions(base, max_sessions=1)
+    for url in serve(base, llm=None, sessions=sessions):
+        first, second = client(url), client(url)
+        assert first.predict([doc], api_name="/upload")[0].startswith("Added zorblat.md")
+        note, status, _ = second.predict([doc], api_name="/upload")
+        assert note.startswith("⚠️ Upload refused: 1 visitors already have documents of their own")
+        assert status == base.status()
+
+
+# --- requests from other web pages -----------------------------------------------------------------------
+
+
+def test_other_web_pages_cannot_post_to_the_server(ui_server):  # noqa: F811
+    files = {"files": ("planted.txt", b"Planted text.", "text/plain")}
+    upload = ui_server.rstrip("/") + "/gradio_api/upload"
+    own = ui_server.rstrip("/")
+    assert httpx.post(upload, files=files).status_code == 200  # a script: no Origin
+    assert httpx.post(upload, files=files, headers={"Origin": own}).status_code == 200  # the page itself
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": own.replace("127.0.0.1", "localhost")},  # another origin, though the same machine
+        {"Host": "evil.example:80"},  # DNS rebinding: evil.example resolved to 127.0.0.1
+    ):
+        r = httpx.post(upload, files=files, headers=headers)
+        assert r.status_code == 403, headers
+    assert httpx.get(ui_server, headers={"Host": "rebound.example"}).status_code == 403
+    assert httpx.get(ui_server).status_code == 200
+
+
+def test_posted_files_are_swept_from_gradios_cache(tmp_path):
+    demo = create_app(Library(source=tmp_path / "docs", index_dir=tmp_path / "index"), llm=None)
+    frequency, age = demo.delete_cache
+    assert (frequency, age) == DELETE_CACHE and 0 < frequency <= age <= 24 * 3600
+    assert json.dumps(demo.config, default=str)  # builds without loading anything

@@ -155,7 +155,7 @@ def test_a_page_served_to_other_machines_cannot_choose_the_server(fake, seeds_in
     demo = create_app(lib, llm=None, llm_editable=False)
     handlers = {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
     # what a crafted request could send for the page's fields: a URL of its choosing
-    *_, (_, chat) = handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", "")
+    *_, (_, chat) = handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", "", None)
     assert not fake.requests, "the page's URL was called"
     assert "March 31, 2021" in chat[-2]["content"]  # answered, extractively
     fields = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "rag-llm-url"]
@@ -164,5 +164,17 @@ def test_a_page_served_to_other_machines_cannot_choose_the_server(fake, seeds_in
     editable = create_app(lib, llm=None)
     handlers = {f.fn.__name__: f.fn for f in editable.fns.values() if f.fn is not None}
     fake.default = Say("It was founded on March 31, 2021 [1].")
-    list(handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", ""))
+    list(handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", "", None))
     assert fake.requests
+
+
+def test_a_page_served_to_other_machines_does_not_show_the_server(tmp_path):
+    configured = LLMSettings(base_url="http://10.9.8.7:8080/v1", model="house-model-7b", api_key="sk-x")
+    lib = Library(source=tmp_path / "docs", index_dir=tmp_path / "index")
+    public = json.dumps(create_app(lib, llm=configured, llm_editable=False).config, default=str)
+    for secret in ("10.9.8.7", "house-model-7b", "sk-x"):
+        assert secret not in public
+    assert "language model set when the server started" in public
+    # this machine's own page shows it, to be changed
+    local = json.dumps(create_app(lib, llm=configured).config, default=str)
+    assert "http://10.9.8.7:8080/v1" in local and "house-model-7b" in local

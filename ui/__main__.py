@@ -10,7 +10,7 @@ from pathlib import Path
 from rag import RagError
 from rag.__main__ import add_llm_options, llm_settings
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+from .guard import LOOPBACK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,20 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="folder of .txt .md .html .htm .pdf documents (default: RAG_SOURCE_DIR or seeds/)",
     )
+    parser.add_argument(
+        "--shared-uploads",
+        action="store_true",
+        help="documents uploaded from the page are kept in <index>/uploads, for every visitor (and python -m"
+        " rag) to see and remove, until removed (default: each browser session's own, dropped when it ends)",
+    )
+    parser.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also accept requests from pages at this address (a reverse proxy's, https://chat.example.org);"
+        " requests from other web pages are refused. Repeatable",
+    )
     add_llm_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -35,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print("Loading gradio…", flush=True)
-    from .app import Library, create_app, launch_options
+    from .app import Library, Sessions, create_app, launch_options
 
     library = Library(source=args.source)
     print(f"Opening the index of {library.source} in {library.index_dir}…", flush=True)
@@ -48,18 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     print(library.status(), flush=True)
     if llm is not None:
         print(f"Answers are written by {llm.model or 'the first model'} at {llm.base_url}", flush=True)
+    sessions = None
+    if args.shared_uploads:
+        print(f"Uploads are shared by every visitor: {library.uploads_dir}", flush=True)
+    else:
+        sessions = Sessions(library)
+        sessions.clear()  # the session folders an earlier server left behind
     # a page other machines can reach must not let them make this one call any URL they type
     editable = args.host in LOOPBACK
     if not editable:
         print("The language model settings are fixed for visitors (the page is served beyond this machine)")
-    demo = create_app(library, llm=llm, llm_editable=editable)
+    demo = create_app(
+        library, llm=llm, llm_editable=editable, shared_uploads=args.shared_uploads, sessions=sessions
+    )
     try:
         _, url, _ = demo.launch(
             server_name=args.host,
             server_port=args.port,
             prevent_thread_lock=True,
             quiet=True,
-            **launch_options(),
+            **launch_options(host=args.host, origins=tuple(args.origin)),
         )
     except OSError as e:
         print(f"error: cannot listen on {args.host}:{args.port} ({e}); try --port", file=sys.stderr)

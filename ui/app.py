@@ -3,37 +3,84 @@
 Everything a person sees is made by plain functions that tests call directly: :func:`respond` streams
 a reply and :func:`converse` adds it to the chat; :func:`render_answer` and :func:`render_sources` turn
 an :class:`rag.Answer` into the chat's Markdown and its source cards, and :func:`render_generated` a
-:class:`rag.GeneratedAnswer` (when a language model server is set, :func:`page_llm`); :func:`check_upload` and
-:meth:`Library.add` take in uploaded files. :func:`create_app` only wires them to components. Nothing
-heavy happens at import: the index loads on first use (``python -m ui`` loads it before serving, with
-progress in the terminal).
+:class:`rag.GeneratedAnswer` (when a language model server is set, :func:`page_llm`). Uploads are
+checked, stored and indexed by :mod:`ui.library`, privately for each browser session by default;
+:mod:`ui.guard` refuses requests from other web pages. :func:`create_app` only wires them to components.
+Nothing heavy happens at import: the index loads on first use (``python -m ui`` loads it before
+serving, with progress in the terminal).
 """
 
 from __future__ import annotations
 
 import html
-import os
 import re
-import threading
 import time
-import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import gradio as gr
+from starlette.middleware import Middleware
 
-from rag import Answer, Citation, GeneratedAnswer, Index, LLMSettings, RagError, ask, ask_stream, open_index
-from rag.api import UPLOADS
-from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, get_settings, url_problem
-from rag.errors import DocumentUnreadable
+from rag import Answer, Citation, GeneratedAnswer, Index, LLMSettings, RagError, ask, ask_stream
+from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, url_problem
 from rag.question import message_text
-from rag.readers import SUFFIXES, extract
+
+from .guard import LOOPBACK, SameOrigin
+from .library import (
+    EXAMPLE_QUESTION,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_BYTES_BY_SUFFIX,
+    MAX_UPLOAD_FILES,
+    MAX_UPLOAD_TEXT_CHARS,
+    SESSION_IDLE_SECONDS,
+    SESSION_MAX_BYTES,
+    SESSION_MAX_FILES,
+    UPLOAD_SUFFIXES,
+    Library,
+    Sessions,
+    Upload,
+    UploadRejected,
+    add_documents,
+    big_limit,
+    check_upload,
+    kinds,
+    remove_document,
+    safe_name,
+    upload_limit,
+)
+
+__all__ = [
+    "respond",
+    "respond_generated",
+    "converse",
+    "conversation",
+    "render_answer",
+    "render_generated",
+    "render_sources",
+    "page_llm",
+    "llm_note",
+    "upload_note",
+    "create_app",
+    "launch_options",
+    "demo",
+    # the documents, from ui.library
+    "Library",
+    "Sessions",
+    "Upload",
+    "UploadRejected",
+    "add_documents",
+    "remove_document",
+    "check_upload",
+    "safe_name",
+    "upload_limit",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_FILES",
+    "MAX_UPLOAD_TEXT_CHARS",
+]
 
 TITLE = "Ask the documents"
 EXAMPLES = [
-    "When was the Northeast Asian Automotive Research Institute founded?",
+    EXAMPLE_QUESTION,
     "Who led the district delegation that toured FAW's R&D institute?",
     "How many key cooperation projects were signed at the sister-cities conference?",
     "When did the Hongqi brand launch its first electric vehicle?",  # not in the documents: it says so
@@ -48,16 +95,10 @@ STREAM_STEPS = 8  # updates after the short answer
 STREAM_INTERVAL = 0.05
 WRITING = "_Writing the answer from the passages…_"
 
-# Uploads: small files of the kinds the library reads, all checked before anything is written or indexed.
-UPLOAD_SUFFIXES = SUFFIXES  # .txt .md .html .htm .pdf
-MAX_UPLOAD_BYTES = 1_000_000  # a text or Markdown file; 1 MB is a book
-# a PDF or a saved web page carries layout, fonts and images besides its text
-MAX_UPLOAD_BYTES_BY_SUFFIX = {".pdf": 10_000_000, ".html": 10_000_000, ".htm": 10_000_000}
-MAX_UPLOAD_FILES = 20
-MAX_NAME_CHARS = 80
-# UPLOADS: the folder under the index directory, and the id prefix of its documents
 # Gradio's own cap on any upload; ours (upload_limit) is checked with a clearer message at or below it
 SERVER_MAX_FILE_SIZE = "12mb"
+# Gradio's cache of posted files: swept every 10 minutes of those older than an hour (frequency, age in s)
+DELETE_CACHE = (600, 3600)
 
 # Marks the message that holds the source cards, so it is not fed back to ask() as conversation.
 SOURCES_CLASS = "rag-sources"
@@ -82,6 +123,7 @@ def respond(
     With ``llm``, the reply is written by that server's model and streams token by token
     (:func:`respond_generated`).
     """
+    message = clean(message)
     if llm is not None:
         yield from respond_generated(message, history, index=index, llm=llm)
         return
@@ -137,6 +179,7 @@ def converse(
     """The whole chat after ``message``: the history, the question, then the reply as :func:`respond`
     streams it. A blank message changes nothing (Enter on an empty box)."""
     history = list(history or [])
+    message = clean(message)
     if not message_text(message).strip():
         yield history
         return
@@ -144,6 +187,15 @@ def converse(
     yield history  # the question shows at once, before the answer is looked up
     for reply in respond(message, history[:-1], index=index, seconds=seconds, llm=llm):
         yield history + reply
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean(message: str | dict) -> str | dict:
+    """The message with lone surrogates (a script can send them; they are not text) replaced by U+FFFD:
+    they cannot be encoded, so the chat could show neither the question nor any reply to it."""
+    return _SURROGATE.sub("\ufffd", message) if isinstance(message, str) else message
 
 
 def _stream_pieces(answer: Answer) -> list[str]:
@@ -294,214 +346,12 @@ def _passage_html(text: str, span: tuple[int, int] | None) -> str:
     return lines(before.lstrip()) + f"<mark>{lines(marked)}</mark>" + lines(after.rstrip())
 
 
-# --- the index and uploads -----------------------------------------------------------------------
-
-
-class UploadRejected(RagError):
-    """An upload broke a limit; nothing was written or indexed. The message says which file and why."""
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file that passed every check: its sanitised name and its bytes, stored as they came."""
-
-    name: str
-    data: bytes
-
-
-def safe_name(name: str) -> str:
-    """A file name safe to create in the uploads folder: no folders, no hidden files, plain characters.
-
-    Returns "" when nothing usable is left. The suffix is lower-cased.
-    """
-    base = unicodedata.normalize("NFKC", re.split(r"[\\/]", name)[-1])
-    stem, dot, suffix = base.rpartition(".")
-    if not dot or not suffix.isascii() or not suffix.isalnum():
-        return ""
-    stem = re.sub(r"[^\w\-. ]+", "_", stem)
-    stem = re.sub(r"\s+", " ", stem).strip(" ._-")[:MAX_NAME_CHARS].rstrip(" ._-")
-    return f"{stem}.{suffix.lower()}" if stem else ""
-
-
-def _big_limit() -> int:
-    return max(MAX_UPLOAD_BYTES_BY_SUFFIX.values())
-
-
-def upload_limit(name: str) -> int:
-    """The largest upload accepted for a file of this name, in bytes."""
-    return MAX_UPLOAD_BYTES_BY_SUFFIX.get(Path(name).suffix.lower(), MAX_UPLOAD_BYTES)
-
-
-def check_upload(paths: list[str | Path] | None) -> list[Upload]:
-    """Read and check uploaded files; raise :class:`UploadRejected` listing every problem.
-
-    All or nothing: one bad file rejects the upload, so the index never holds half of it.
-    """
-    paths = [Path(p) for p in paths or []]
-    if not paths:
-        raise UploadRejected("no files were uploaded")
-    if len(paths) > MAX_UPLOAD_FILES:
-        raise UploadRejected(f"{len(paths)} files at once is too many: upload at most {MAX_UPLOAD_FILES}")
-    uploads, problems = [], []
-    for path in paths:
-        shown = path.name
-        name = safe_name(path.name)
-        if not path.name.lower().endswith(UPLOAD_SUFFIXES):
-            problems.append(f"{shown}: only {_kinds()} files can be added")
-            continue
-        if not name:
-            problems.append(f"{shown}: the file name has no usable characters; rename it")
-            continue
-        try:
-            size, limit = path.stat().st_size, upload_limit(name)
-            if size > limit:
-                problems.append(f"{shown}: {size / 1e6:.1f} MB is over the {limit / 1e6:g} MB limit")
-                continue
-            data = path.read_bytes()
-        except OSError as e:
-            problems.append(f"{shown}: cannot read it ({e.strerror or e})")
-            continue
-        try:
-            # read it now, as the index will: a file that cannot be read is refused, not stored
-            extract(data, Path(name).suffix)
-        except DocumentUnreadable as e:
-            problems.append(f"{shown}: {e}")
-            continue
-        uploads.append(Upload(name, data))
-    if problems:
-        raise UploadRejected("nothing was added. " + "; ".join(problems))
-    return uploads
-
-
-def _kinds(suffixes=UPLOAD_SUFFIXES) -> str:
-    *most, last = sorted(suffixes, key=UPLOAD_SUFFIXES.index)
-    return f"{', '.join(most)} and {last}" if most else last
-
-
-class Library:
-    """The documents the chat answers from: the source folder plus files uploaded from the page.
-
-    Uploads are stored in ``<index_dir>/uploads`` and indexed with ids ``uploads/<name>``. The index
-    is rebuilt incrementally after each upload and swapped in whole, under a lock, so a question asked
-    meanwhile is answered from the old index or the new one, never from half of one.
-    """
-
-    def __init__(self, *, source: Path | None = None, index_dir: Path | None = None):
-        self._source = Path(source) if source else None
-        self._index_dir = Path(index_dir) if index_dir else None
-        self._index: Index | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def source(self) -> Path:
-        return self._source or get_settings().source_dir
-
-    @property
-    def index_dir(self) -> Path:
-        return self._index_dir or get_settings().index_dir
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.index_dir / UPLOADS
-
-    @property
-    def index(self) -> Index:
-        """The current index, loading (or building) it on first use."""
-        current = self._index
-        return current if current is not None else self.load()
-
-    def load(self, *, progress: bool = False) -> Index:
-        """Load the index, building or updating it to match the documents."""
-        with self._lock:
-            if self._index is None:
-                # pin the folders: a later change of environment must not move the index under us
-                self._source, self._index_dir = self.source, self.index_dir
-                self._index = self._build(progress=progress)
-            return self._index
-
-    def warm_up(self) -> None:
-        """Answer one question, so the language models are loaded before the first person asks."""
-        ask(EXAMPLES[0], index=self.index)
-
-    def status(self) -> str:
-        index = self.index
-        docs, passages = index.num_documents, index.num_chunks
-        return f"{docs} document{'s' * (docs != 1)}, {passages} passage{'s' * (passages != 1)} indexed"
-
-    def _build(self, *, progress: bool) -> Index:
-        return open_index(source=self.source, index_dir=self.index_dir, progress=progress)
-
-    def add(self, uploads: list[Upload], *, progress: bool = False) -> str:
-        """Store checked uploads and index them; return what happened, for the page.
-
-        A name already taken by a different file gets a numbered name instead of replacing it. If
-        indexing fails, the files written are removed again, leaving folder and index as they were.
-        """
-        self.load()
-        with self._lock:
-            self.uploads_dir.mkdir(parents=True, exist_ok=True)
-            written: list[Path] = []
-            notes: list[str] = []
-            try:
-                for up in uploads:
-                    path, note = self._store(up)
-                    if path is not None:
-                        written.append(path)
-                    notes.append(note)
-                if written:
-                    self._index = self._build(progress=progress)
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
-            index = self._index
-        documents = index.stored.manifest["documents"]
-        counts = {f"{UPLOADS}/{p.name}": 0 for p in written}
-        counts = {doc_id: documents.get(doc_id, {}).get("chunks", 0) for doc_id in counts}
-        summary = ", ".join(
-            f"{doc_id.removeprefix(UPLOADS + '/')} ({n} passage{'s' * (n != 1)})"
-            for doc_id, n in counts.items()
-        )
-        head = f"Added {summary}: ask about {'them' if len(written) > 1 else 'it'} now." if written else ""
-        return " ".join(x for x in [head, *notes] if x) or "Nothing new to add."
-
-    def _store(self, up: Upload) -> tuple[Path | None, str]:
-        """Write one upload under a free name; (None, note) when the same file is already there."""
-        if safe_name(up.name) != up.name:
-            raise ValueError(f"{up.name!r} is not a safe file name: pass uploads through check_upload()")
-        stem, suffix = os.path.splitext(up.name)
-        for n in range(1, 1000):
-            name = up.name if n == 1 else f"{stem}-{n}{suffix}"
-            path = self.uploads_dir / name
-            try:
-                with open(path, "xb") as f:
-                    f.write(up.data)
-            except FileExistsError:
-                if path.read_bytes() == up.data:
-                    return None, f"{name} was already added, unchanged."
-                continue
-            note = f"{up.name} was saved as {name}: a different {up.name} is already there." if n > 1 else ""
-            return path, note
-        raise UploadRejected(f"too many files named like {up.name}; rename it")
-
-
-def add_documents(files: list[str] | None, library: Library, *, progress: bool = False) -> str:
-    """Check and add uploaded files; the message for the page, whether they were added or refused.
-    With ``progress``, indexing a large upload shows progress bars (tqdm; the page shows them too)."""
-    try:
-        return library.add(check_upload(files), progress=progress)
-    except UploadRejected as e:
-        return f"⚠️ Upload refused: {e}"
-    except RagError as e:
-        return f"⚠️ Upload failed, nothing was added: {e}"
-
-
 # --- the language model settings on the page ------------------------------------------------------
 
 
 FIXED_LLM_NOTE = (
-    "This page is served to other machines, so the language model is the one set when the server started"
-    " (`python -m ui --llm-base-url ...`)."
+    "Answers are written by the language model set when the server started, from the passages, with the"
+    " extracted answer beside them; if it fails, the extracted answer is shown with a notice."
 )
 
 
@@ -574,15 +424,41 @@ THEME = gr.themes.Soft(
 )
 
 
-def launch_options() -> dict:
-    """What ``launch()`` needs besides host and port (Gradio 6 takes theme and CSS there)."""
+def launch_options(*, host: str = "127.0.0.1", origins: tuple[str, ...] = ()) -> dict:
+    """What ``launch()`` needs besides host and port (Gradio 6 takes theme and CSS there), for a server
+    listening on ``host``: requests from other web pages are refused (:mod:`ui.guard`), except from
+    ``origins`` (a reverse proxy's public address, ``https://chat.example.org``)."""
+    guard = Middleware(SameOrigin, local=host in LOOPBACK, origins=origins)
     return {
         "theme": THEME,
         "css": CSS,
         "share": False,
         "ssr_mode": False,
         "max_file_size": SERVER_MAX_FILE_SIZE,
+        "app_kwargs": {"middleware": [guard]},
     }
+
+
+def upload_note(shared: bool) -> str:
+    """What the page says under the upload button: the kinds and sizes taken, and who sees the files."""
+    sizes = (
+        f"{kinds()} (text as UTF-8), up to {MAX_UPLOAD_FILES} files at once of at most"
+        f" {MAX_UPLOAD_BYTES / 1e6:g} MB each ({kinds(MAX_UPLOAD_BYTES_BY_SUFFIX)}: {big_limit() / 1e6:g} MB)"
+        f" and {MAX_UPLOAD_TEXT_CHARS / 1e6:g} million characters of text in all."
+    )
+    if shared:
+        return f"{sizes} They are indexed at once and shared: every visitor can ask about and remove them."
+    return (
+        f"{sizes} They are indexed at once, for you only: other visitors do not see them, and they are"
+        f" dropped when you close or reload this page, or after {SESSION_IDLE_SECONDS // 60} minutes"
+        f" without a question. You may keep {SESSION_MAX_FILES} documents, {SESSION_MAX_BYTES / 1e6:g} MB"
+        " in all."
+    )
+
+
+def _key(request: gr.Request | None) -> str | None:
+    """The browser session (or gradio_client) a request comes from."""
+    return getattr(request, "session_hash", None)
 
 
 def create_app(
@@ -590,42 +466,91 @@ def create_app(
     *,
     llm: LLMSettings | Literal["env"] | None = "env",
     llm_editable: bool = True,
+    shared_uploads: bool = False,
+    sessions: Sessions | None = None,
 ) -> gr.Blocks:
     """The chat page: status line, chat with examples, language model settings and document upload.
     Loads nothing itself.
 
     ``llm`` (``"env"``: the configured server, ``RAG_LLM_BASE_URL``...; None: none) fills the page's
     language model fields, which each visitor may change for their own session, and answers the
-    ``/chat`` endpoint. With ``llm_editable`` false the fields are read-only and whatever a page sends
-    for them is ignored: a page served to other machines must not make this one call any URL.
+    ``/chat`` endpoint. With ``llm_editable`` false the fields are hidden and empty, and whatever a page
+    sends for them is ignored: a page served to other machines must not make this one call any URL,
+    nor learn it.
+
+    Uploads are private to the browser session (``sessions``, by default :class:`Sessions` over
+    ``library`` with its limits): each session answers from the library plus its own uploads, dropped
+    when the page is closed or reloaded or after an hour idle. With ``shared_uploads``, uploads go into
+    ``library`` itself, for every visitor (and ``python -m rag``) to see and remove.
+
     The chat is one streamed event per question (not ``gr.ChatInterface``, whose chain of three
     events per question costs about 100 ms before the first word). Scripts get the same answers
-    from the ``/chat`` endpoint, which keeps each client's conversation in its session.
+    from the ``/chat`` endpoint, which keeps each client's conversation, and uploads, in its session.
     """
     library = library or Library()
     llm = get_llm_settings() if llm == "env" else llm
+    if shared_uploads:
+        sessions = None
+    elif sessions is None:
+        sessions = Sessions(library)
+
+    def docs(request: gr.Request | None) -> Library:
+        return library if sessions is None else sessions.get(_key(request))
 
     def chosen(url: str, model: str, key: str) -> LLMSettings | None:
         return page_llm(url, model, key, llm) if llm_editable else llm
 
-    def ask_in_chat(message: str, history: list[dict], url: str, model: str, key: str):
-        for chat in converse(message, history, index=library.index, llm=chosen(url, model, key)):
+    def ask_in_chat(message: str, history: list[dict], url: str, model: str, key: str, request: gr.Request):
+        index = docs(request).index
+        for chat in converse(message, history, index=index, llm=chosen(url, model, key)):
             yield "", chat
 
-    def ask_example(history: list[dict], url: str, model: str, key: str, example: gr.SelectData):
-        yield from converse(example.value["text"], history, index=library.index, llm=chosen(url, model, key))
+    def ask_example(
+        history: list[dict], url: str, model: str, key: str, example: gr.SelectData, request: gr.Request
+    ):
+        index = docs(request).index
+        yield from converse(example.value["text"], history, index=index, llm=chosen(url, model, key))
 
-    def ask_api(message: str, history: list[dict] | None):
+    def ask_api(message: str, history: list[dict] | None, request: gr.Request):
         history = history or []
-        for chat in converse(message, history, index=library.index, llm=llm):
-            if len(chat) > len(history) + 1:  # a script wants the reply, not its own question back
-                yield chat[len(history) + 1 :], chat
+        message = clean(message)
+        asked = [{"role": "user", "content": message}] if message_text(message).strip() else []
+        for reply in respond(message, history, index=docs(request).index, llm=llm):
+            # a blank question gets its message too, but does not join the conversation
+            yield reply, (history + asked + reply) if asked else history
 
-    def upload(files: list[str] | None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's way)
-        # a big PDF can take a while to embed: its progress bar shows on the page
-        return add_documents(files, library, progress=True), library.status()
+    def uploaded(lib: Library):
+        names = lib.uploads() if sessions is None or lib is not library else []
+        return gr.Dropdown(choices=names, value=None, interactive=bool(names))
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    def show(request: gr.Request):
+        lib = docs(request)
+        return lib.status(), uploaded(lib)
+
+    def upload(files: list[str] | None, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's way)
+        try:
+            lib = library if sessions is None else sessions.own(_key(request))
+        except UploadRejected as e:
+            note, lib = f"⚠️ Upload refused: {e}", docs(request)
+        else:
+            # a big PDF can take a while to embed: its progress bar shows on the page
+            note = add_documents(files, lib, progress=True)
+        return note, lib.status(), uploaded(lib)
+
+    def remove(name: str | None, request: gr.Request):
+        lib = docs(request)
+        if sessions is not None and lib is library:
+            note = remove_document(None, lib) if not name else f"⚠️ Not removed: {name} is not one of yours."
+        else:
+            note = remove_document(name, lib)
+        return note, lib.status(), uploaded(lib)
+
+    def end(request: gr.Request):
+        if sessions is not None:
+            sessions.drop(_key(request))
+
+    # Gradio keeps each file posted to its upload route in its cache; these go after an hour
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"## {TITLE}")
         # filled on page load, not here: building the app must not load the index
         status = gr.Markdown("Loading the index…", label="index status", elem_id="rag-status")
@@ -650,18 +575,21 @@ def create_app(
         )
         with gr.Accordion("Language model (optional)", open=False, elem_id="rag-llm"):
             with gr.Row():
+                # a page served to other machines neither shows nor takes a URL: the fields are empty there
                 llm_url = gr.Textbox(
-                    value=llm.base_url if llm else "",
+                    value=llm.base_url if llm and llm_editable else "",
                     label="Server URL (OpenAI-compatible)",
                     placeholder="http://127.0.0.1:8080/v1 - empty: answers are extracted only",
                     interactive=llm_editable,
+                    visible=llm_editable,
                     elem_id="rag-llm-url",
                 )
                 llm_model = gr.Textbox(
-                    value=llm.model if llm else "",
+                    value=llm.model if llm and llm_editable else "",
                     label="Model",
                     placeholder="empty: the server's first model",
                     interactive=llm_editable,
+                    visible=llm_editable,
                     elem_id="rag-llm-model",
                 )
                 # never sent to the page: the configured key stays on the server
@@ -675,11 +603,11 @@ def create_app(
                     visible=llm_editable,
                     elem_id="rag-llm-key",
                 )
-            note = gr.Markdown(
-                llm_note(llm.base_url if llm else "", llm.model if llm else "")
-                + ("" if llm_editable else f" {FIXED_LLM_NOTE}"),
-                elem_id="rag-llm-note",
-            )
+            if llm_editable:
+                shown = llm_note(llm.base_url if llm else "", llm.model if llm else "")
+            else:
+                shown = FIXED_LLM_NOTE if llm else llm_note("", "")
+            note = gr.Markdown(shown, elem_id="rag-llm-note")
             if llm_editable:
                 for field in (llm_url, llm_model):
                     field.change(
@@ -708,16 +636,24 @@ def create_app(
                 file_count="multiple",
                 size="md",
             )
-            gr.Markdown(
-                f"{_kinds()} (text as UTF-8), up to {MAX_UPLOAD_FILES} files of at most"
-                f" {MAX_UPLOAD_BYTES / 1e6:g} MB each"
-                f" ({_kinds(MAX_UPLOAD_BYTES_BY_SUFFIX)}: {_big_limit() / 1e6:g} MB)."
-                " They are indexed at once and can be cited.",
-                elem_id="rag-upload-note",
-            )
+            gr.Markdown(upload_note(shared_uploads), elem_id="rag-upload-note")
             result = gr.Markdown(label="upload result", elem_id="rag-upload-result")
-        button.upload(upload, button, [result, status], api_name="upload", concurrency_limit=1)
-        demo.load(library.status, None, status, api_visibility="undocumented")
+            with gr.Row(equal_height=True):
+                # only this session's uploads (every upload, with shared_uploads)
+                choice = gr.Dropdown(
+                    choices=[],
+                    label="Your documents" if sessions is not None else "Uploaded documents",
+                    interactive=False,
+                    allow_custom_value=True,  # Library.remove checks the name against its own listing
+                    scale=4,
+                    elem_id="rag-uploads",
+                )
+                drop = gr.Button("Remove", size="md", scale=1, elem_id="rag-remove")
+        upload_options = {"concurrency_limit": 1, "concurrency_id": "upload"}  # one index build at a time
+        button.upload(upload, button, [result, status, choice], api_name="upload", **upload_options)
+        drop.click(remove, choice, [result, status, choice], api_name="remove", **upload_options)
+        demo.load(show, None, [status, choice], api_visibility="undocumented")
+        demo.unload(end)
 
         # the /chat endpoint for scripts: (message) -> the new assistant messages, reply then sources
         api_message = gr.Textbox(visible=False, label="message")
