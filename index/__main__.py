@@ -39,15 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             started = time.perf_counter()
-            index = open_index(source=args.source, index_dir=args.out)
+            index = open_index(source=args.source, index_dir=args.out, strict=True)
             print(
                 f"index at {args.out}: {index.num_documents} documents, {index.num_chunks} passages "
                 f"({time.perf_counter() - started:.1f} s)"
             )
         else:
             _, manifest = read_manifest(args.out)
-            manifest = {**manifest, "documents": f"{len(manifest['documents'])} documents"}
-            print(json.dumps(manifest, indent=1))
+            skipped = manifest.get("skipped") or {}
+            manifest = {
+                **manifest,
+                "documents": f"{len(manifest['documents'])} documents",
+                "files": f"{len(manifest.get('files') or {})} files, each with its sha256",
+                "skipped": {doc_id: info.get("reason") for doc_id, info in skipped.items()},
+            }
+            print(json.dumps(manifest, indent=1, ensure_ascii=False))
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: the index in use at {args.out} is unchanged; run the same command again to "

@@ -10,10 +10,13 @@ from .api import ask, open_index, reset_default_index, retrieve
 from .config import LLMSettings
 from .errors import (
     DocumentUnreadable,
+    IndexDamaged,
     IndexMismatch,
     IndexNotFound,
+    IndexUpdateFailed,
     InvalidQuestion,
     LLMUnavailable,
+    NotAnIndex,
     RagError,
     SourceNotFound,
 )
@@ -40,6 +43,9 @@ __all__ = [
     "SourceNotFound",
     "IndexNotFound",
     "IndexMismatch",
+    "IndexDamaged",
+    "IndexUpdateFailed",
+    "NotAnIndex",
     "DocumentUnreadable",
     "LLMUnavailable",
 ]

@@ -27,6 +27,8 @@ EXPLAIN_BELOW = 0.9  # sentence score under which a "why"/"how" question is not 
 WIDER_READ = 2 * READ_TOP  # sentences read when none of the best READ_TOP holds a likely answer
 
 ABSTAIN_TEXT = "The documents don't say."
+MAX_LISTED = 5  # names a decline lists before saying how many more it never found
+MAX_NAME_CHARS = 60  # a longer name is cut in the reply
 _QUOTES = "\"'“”‘’«» "
 
 
@@ -101,10 +103,27 @@ def _reply(q: Question, sent: Sentence, best: Candidate | None, hits: list[Hit],
 
 def _abstain(q: Question, hits: list[Hit], index: Index, unknown: list[str]) -> Answer:
     if unknown:
-        text = f"{ABSTAIN_TEXT} They never mention {', '.join(unknown)}."
+        text = f"{ABSTAIN_TEXT} They never mention {_listing(unknown)}."
     else:
         text = f"{ABSTAIN_TEXT} The closest passages are listed below as related reading, not as an answer."
     return Answer(text, True, [index.citation(h) for h in hits], None, q.kind)
+
+
+def _listing(names: list[str]) -> str:
+    """Names for a reply: each once (whatever its case), the first few in full, then how many more."""
+    seen: dict[str, str] = {}
+    for name in names:
+        name = " ".join(name.split())
+        seen.setdefault(name.casefold(), _shorten(name))
+    distinct = list(seen.values())
+    if len(distinct) > MAX_LISTED:
+        more = len(distinct) - MAX_LISTED
+        return f"{', '.join(distinct[:MAX_LISTED])} and {more} other name{'s' * (more != 1)}"
+    return ", ".join(distinct)
+
+
+def _shorten(name: str) -> str:
+    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1].rstrip() + "…"
 
 
 _CLAUSE = re.compile(r"[,;:–—]\s+|\s+(?=(?:and|but|while|which|who|with)\s)")

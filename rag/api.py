@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from pathlib import Path
 
 from .answering import answer
-from .config import MAX_QUESTION_CHARS, ChunkSettings, get_settings
-from .documents import SourceFile, read_document, scan_documents
+from .config import MAX_QUESTION_CHARS, SESSIONS, UPLOADS, ChunkSettings, get_settings
+from .documents import SourceFile, read_source, scan_documents
 from .errors import InvalidQuestion, SourceNotFound
 from .retrieval import Index
 from .store import sync
 from .types import Answer, Citation, Document
 
-UPLOADS = "uploads"  # folder under the index directory for documents added from the chat page
+_UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 
 _default: Index | None = None
 _default_lock = threading.Lock()
@@ -28,11 +29,19 @@ def open_index(
     progress: bool = True,
     chunking: ChunkSettings | None = None,
     fusion: str = "convex",
+    base: Index | None = None,
+    strict: bool = False,
 ) -> Index:
     """Load the index, building it when missing and updating it when documents changed.
 
     ``documents`` indexes those instead of a folder; with neither, the configured source folder
-    (``RAG_SOURCE_DIR``, default ``seeds/``). Only new or changed documents are embedded.
+    (``RAG_SOURCE_DIR``, default ``seeds/``). Only new or changed documents are embedded; with ``base``
+    (another index, e.g. of the same folder), documents it already holds are copied from it, not embedded.
+
+    ``strict`` is for builds (``python -m index build``): wait for another build of the same directory
+    and raise when the index cannot be updated. Otherwise (``ask()``, the chat) a current index is only
+    read - it may be read-only - and when an update cannot be made (another build is writing, the folder
+    is read-only, the disk is full) the index in use answers, with a warning.
     """
     settings = get_settings()
     index_dir = Path(index_dir) if index_dir else settings.index_dir
@@ -41,7 +50,15 @@ def open_index(
         documents = corpus(folder, index_dir)
         if not documents:
             raise SourceNotFound(f"no .txt, .md, .html, .htm or .pdf documents in {folder}")
-    stored = sync(documents, index_dir, chunking or settings.chunk, progress=progress, read=read_document)
+    stored = sync(
+        documents,
+        index_dir,
+        chunking or settings.chunk,
+        progress=progress,
+        read=read_source,
+        base=base.stored if base is not None else None,
+        strict=strict,
+    )
     if not stored.manifest["documents"]:
         raise SourceNotFound(f"none of the {len(documents)} documents could be read (see the warnings)")
     return Index(stored, fusion=fusion)
@@ -51,7 +68,10 @@ def corpus(source: Path, index_dir: Path) -> list[SourceFile]:
     """The files of ``source``, plus any uploaded into ``<index_dir>/uploads`` (by the chat page), whose
     ids are ``uploads/<name>``: every entry point indexes the same set, so none drops the others'.
     Only listed here (name, size, mtime); a build reads just the files that changed."""
-    files = scan_documents(source)
+    # an index kept inside its source folder (--source X --out X), and what the chat keeps beside it,
+    # are not documents of that folder
+    index_dir = Path(index_dir)
+    files = scan_documents(source, exclude=[index_dir, index_dir / UPLOADS, index_dir / SESSIONS])
     uploads = Path(index_dir) / UPLOADS
     if uploads.is_dir():
         files += [dataclasses.replace(f, id=f"{UPLOADS}/{f.id}") for f in scan_documents(uploads)]
@@ -77,6 +97,7 @@ def reset_default_index() -> None:
 def _check(question: str) -> str:
     if not isinstance(question, str):
         raise InvalidQuestion(f"the question must be text, not {type(question).__name__}")
+    question = clean_text(question)
     if not question.strip():
         raise InvalidQuestion("the question is empty - type a question about the documents")
     if len(question) > MAX_QUESTION_CHARS:
@@ -84,6 +105,41 @@ def _check(question: str) -> str:
             f"the question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}"
         )
     return question.strip()
+
+
+def clean_text(text: str) -> str:
+    """``text`` with what no encoder can take replaced by U+FFFD: lone surrogates (from a browser, or
+    undecodable bytes of a command line's arguments) and NUL characters."""
+    return _UNENCODABLE.sub("\ufffd", text)
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"k must be a whole number of passages, not {k!r}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+
+
+def _clean_history(history: list[dict] | None) -> list[dict] | None:
+    if history is None:
+        return None
+    if not isinstance(history, list):
+        raise ValueError(f"history must be a list of messages, not {type(history).__name__}")
+    return [{**m, "content": _clean_content(m.get("content"))} if isinstance(m, dict) else m for m in history]
+
+
+def _clean_content(content):
+    """A message's content, a string or a list of ``{"type": "text", "text": ...}`` blocks, cleaned."""
+    if isinstance(content, str):
+        return clean_text(content)
+    if isinstance(content, list):
+        return [
+            {**b, "text": clean_text(b["text"])}
+            if isinstance(b, dict) and isinstance(b.get("text"), str)
+            else b
+            for b in content
+        ]
+    return content
 
 
 def ask(
@@ -94,15 +150,13 @@ def ask(
     ``history`` holds earlier turns as ``{"role", "content"}`` messages, used to resolve follow-ups.
     """
     question = _check(question)
-    if k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
-    return answer(question, history=history, k=k, index=index or default_index())
+    _check_k(k)
+    return answer(question, history=_clean_history(history), k=k, index=index or default_index())
 
 
 def retrieve(query: str, *, k: int = 5, index: Index | None = None) -> list[Citation]:
     """The ``k`` passages that best match ``query``, best first, with their fused retrieval scores."""
     query = _check(query)
-    if k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
+    _check_k(k)
     index = index or default_index()
     return [index.citation(h) for h in index.search(query, k=k)]

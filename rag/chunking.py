@@ -6,11 +6,12 @@ cross page furniture (see :func:`rag.documents.content_runs`), so a passage neve
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from .config import ChunkSettings
 from .documents import content_runs
-from .nlp import Sentence, count_tokens, split
+from .nlp import Sentence, count_tokens, encoding, split
 from .types import Document
 
 
@@ -49,11 +50,43 @@ def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) ->
     for run_start, run_end in runs:
         if len(runs) > 1 and doc.text[run_start:run_end].strip() == doc.title:
             continue  # a title on its own: every other chunk carries it already (see embedding_text)
-        in_run = [s for s in sentences if run_start <= s.start and s.end <= run_end]
+        in_run = [
+            piece
+            for s in sentences
+            if run_start <= s.start and s.end <= run_end
+            for piece in _fit(doc.text, s, settings.max_tokens)
+        ]
         for group in _pack(doc.text, in_run, settings):
             start, end = group[0].start, group[-1].end
             chunks.append(Chunk(doc.id, doc.title, doc.date, start, end, doc.text[start:end], tuple(group)))
     return chunks
+
+
+def _fit(text: str, sent: Sentence, budget: int) -> list[Sentence]:
+    """``sent``, or when it alone is over the token budget (a text with no sentence ends, a table, a
+    blob), consecutive pieces of it within the budget, cut at a space where there is one."""
+    body = text[sent.start : sent.end]
+    if len(body) <= budget or count_tokens(body) <= budget:
+        return [sent]  # a token is at least one character: a sentence this short always fits
+    enc = encoding()
+    _, starts = enc.decode_with_offsets(enc.encode(body, disallowed_special=()))
+    starts.append(len(body))
+    pieces: list[Sentence] = []
+    a = 0
+    while a < len(body):
+        first = bisect_left(starts, a)
+        b = starts[min(first + budget, len(starts) - 1)]
+        if b < len(body):  # not the end: cut at the last space of the piece's second half, if any
+            space = body.rfind(" ", a + (b - a) // 2, b)
+            b = space if space > a else b
+        while count_tokens(body[a:b]) > budget:  # re-tokenised at new edges, a piece can grow a token
+            b = a + (b - a) * 9 // 10
+        b = max(b, a + 1)
+        lo, hi = len(body[a:b]) - len(body[a:b].lstrip()), len(body[a:b].rstrip())
+        if hi > lo:
+            pieces.append(Sentence(sent.start + a + lo, sent.start + a + hi))
+        a = b
+    return pieces
 
 
 def _pack(text: str, sentences: list[Sentence], settings: ChunkSettings) -> list[list[Sentence]]:

@@ -15,6 +15,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 MAX_QUESTION_CHARS = 2000
 
+# An index folder holds this file (see rag.store), and may keep these folders of the chat beside the index:
+# documents uploaded from the page, and each visitor's own index. None of them is ever scanned as documents.
+INDEX_MARK = "RAG-INDEX"
+UPLOADS = "uploads"
+SESSIONS = "sessions"
+
 
 @dataclass(frozen=True)
 class ChunkSettings:

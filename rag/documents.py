@@ -15,9 +15,11 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import INDEX_MARK, SESSIONS, UPLOADS
 from .errors import DocumentUnreadable, SourceNotFound
 from .readers import SUFFIXES, read_text
 from .types import Document
@@ -65,15 +67,23 @@ class SourceFile:
     mtime_ns: int
 
 
-def scan_documents(folder: Path) -> list[SourceFile]:
+def scan_documents(folder: Path, *, exclude: Iterable[Path] = ()) -> list[SourceFile]:
     """Every file below ``folder`` with a supported suffix (any case), sorted by id; reads none of them.
 
     Hidden files and hidden folders (``.git``, ``.venv``...) are left out, and the walk does not enter
-    hidden folders at all, however large. Linked folders are not followed (as ``Path.rglob`` does not).
+    hidden folders at all, however large, nor the folders in ``exclude``, nor any folder that holds an
+    index (marked by ``RAG-INDEX``), nor, in a source folder that is itself an index folder, the chat's
+    uploads and sessions kept there. Linked folders are not followed (as ``Path.rglob`` does not). A
+    linked file is read only when it resolves to a file inside ``folder``: nothing outside the folder is
+    ever read.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceNotFound(f"no folder of documents at {folder} - pass --source DIR or set RAG_SOURCE_DIR")
+    root = folder.resolve()
+    skip = {Path(p).resolve() for p in exclude} - {root}
+    if (root / INDEX_MARK).is_file():
+        skip |= {root / UPLOADS, root / SESSIONS}
     found = []
 
     def unlisted(e: OSError) -> None:  # a sub-folder we may not list: say so, and scan the rest
@@ -81,29 +91,45 @@ def scan_documents(folder: Path) -> list[SourceFile]:
         log.warning("skipped %s: cannot list it (%s)", where, e.strerror or e)
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and Path(dirpath, d).resolve() not in skip
+            and not Path(dirpath, d, INDEX_MARK).is_file()
+        ]
         for name in filenames:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUFFIXES:
                 continue
             path = Path(dirpath, name)
             doc_id = path.relative_to(folder).as_posix()
             try:
-                st = path.stat()
-            except OSError as e:  # vanished since listed, or a dangling link: nothing to read
-                log.warning("skipped %s: cannot read it (%s)", doc_id, e.strerror or e)
+                real = path.resolve(strict=True)
+                st = real.stat()
+            except (OSError, RuntimeError) as e:  # vanished since listed, a dangling or looping link
+                log.warning("skipped %s: cannot read it (%s)", doc_id, getattr(e, "strerror", None) or e)
+                continue
+            if not real.is_relative_to(root) or any(real.is_relative_to(s) for s in skip):
+                log.warning("skipped %s: it links to a file outside %s, which is never read", doc_id, folder)
                 continue
             if stat.S_ISREG(st.st_mode):
-                found.append(SourceFile(doc_id, path, st.st_size, st.st_mtime_ns))
+                # the resolved path: what is read later is the file checked here, not where a link points then
+                found.append(SourceFile(doc_id, real, st.st_size, st.st_mtime_ns))
     return sorted(found, key=lambda f: f.id)
 
 
 def read_document(f: SourceFile) -> Document | None:
     """The document in ``f``; None, with a warning naming the file and why, when it cannot be read."""
     try:
-        text, pages = read_text(f.path)
+        return read_source(f)
     except DocumentUnreadable as e:
         log.warning("skipped %s: %s", f.id, e)
         return None
+
+
+def read_source(f: SourceFile) -> Document:
+    """The document in ``f``; raises :class:`DocumentUnreadable` saying why when it cannot be read."""
+    text, pages = read_text(f.path)
     return make_document(f.id, text, pages=pages)
 
 

@@ -28,3 +28,16 @@ class IndexMismatch(RagError):
 class LLMUnavailable(RagError):
     """The language model server could not give an answer; the message says why. The extracted answer
     is shown instead."""
+
+
+class IndexDamaged(IndexNotFound):
+    """A file of the index does not match the checksum its manifest recorded; the message names it."""
+
+
+class NotAnIndex(RagError):
+    """The folder given for an index holds other files: an index is never written among them."""
+
+
+class IndexUpdateFailed(RagError):
+    """The index could not be written (disk full, read-only folder...); the one in use, if any, is
+    unchanged. The message says why."""

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import closing
 
 from . import llm as client
-from .api import _check, ask
+from .api import _check, _clean_history, ask
 from .config import MAX_QUESTION_CHARS, LLMSettings, get_llm_settings
 from .errors import LLMUnavailable
 from .question import last_turn, message_text
@@ -304,7 +304,7 @@ def ask_stream(
     happen here, before the returned :class:`Generation` streams. Raises what :func:`rag.ask` raises
     (an invalid question); never raises for a server that fails.
     """
-    question = _check(question)
+    question, history = _check(question), _clean_history(history)
     llm = llm if llm is not None else get_llm_settings()
     if llm is None:
         return Generation(ask(question, history=history, k=k, index=index), question, None)

