@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag import Index, RagError, ask, open_index
-from rag.api import UPLOADS
-from rag.config import get_settings
+from rag.config import SESSIONS, UPLOADS, get_settings
 from rag.errors import DocumentUnreadable
 from rag.readers import SUFFIXES, extract
 
@@ -42,7 +41,6 @@ SESSION_MAX_FILES = 20
 SESSION_MAX_BYTES = 20_000_000
 MAX_SESSIONS = 50  # sessions holding uploads at once; each has its own index folder
 SESSION_IDLE_SECONDS = 3600  # a session's uploads are dropped after this long without a question or upload
-SESSIONS = "sessions"  # folder under the index directory holding the sessions' indexes
 
 EXAMPLE_QUESTION = "When was the Northeast Asian Automotive Research Institute founded?"
 
