@@ -79,7 +79,8 @@ def _fit(text: str, sent: Sentence, budget: int) -> list[Sentence]:
         if b < len(body):  # not the end: cut at the last space of the piece's second half, if any
             space = body.rfind(" ", a + (b - a) // 2, b)
             b = space if space > a else b
-        while count_tokens(body[a:b]) > budget:  # re-tokenised at new edges, a piece can grow a token
+        # re-tokenised without its leading space, or cut at new edges, a piece can grow a token or two
+        while count_tokens(body[a:b].strip()) > budget:
             b = a + (b - a) * 9 // 10
         b = max(b, a + 1)
         lo, hi = len(body[a:b]) - len(body[a:b].lstrip()), len(body[a:b].rstrip())

@@ -335,7 +335,8 @@ def _update(items, index_dir: Path, chunk: ChunkSettings, old, base, *, read, pr
         shas, bad = work.run(todo, read, progress=progress)
         plan = [p._replace(sha=shas.get(p.id, p.sha)) for p in plan]
         skipped = {p.id: skipped[p.id] for p in plan if p.known_bad} | bad
-        if old is not None and not shas and len(have) == sum(p.same for p in plan):
+        nothing_new = all(p.same or p.known_bad or p.id in bad for p in plan)
+        if old is not None and nothing_new and len(have) == sum(p.same for p in plan):
             _restamp(old, plan, skipped=skipped)  # only newly unreadable files: nothing to re-write
             work.clear()
             return old
@@ -732,8 +733,9 @@ def _claim(index_dir: Path) -> None:
         return
     entries = set(os.listdir(index_dir))
     legacy = "CURRENT" in entries or (index_dir / "build" / "settings.json").is_file() and "LOCK" in entries
-    if not legacy and entries - KEPT_BESIDE:
-        shown = ", ".join(sorted(entries - KEPT_BESIDE)[:5])
+    others = entries - KEPT_BESIDE - {"LOCK"}  # the lock alone: a build that was waited for never began
+    if not legacy and others:
+        shown = ", ".join(sorted(others)[:5])
         raise NotAnIndex(
             f"{index_dir} is not empty and holds no index ({shown}...): an index is written only into a "
             "new or empty folder, or one that holds an index - choose another with --out"

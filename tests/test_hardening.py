@@ -79,7 +79,7 @@ def test_a_build_deletes_only_what_builds_wrote(tmp_path, tiny_source, tiny_docs
     (out / "gen-mine" / "keep.txt").write_text("mine too", encoding="utf-8")
     (tiny_source / "extra.txt").write_text("Extra\n\nThe ferry leaves at dawn.\n", encoding="utf-8")
 
-    rag.open_index(source=tiny_source, index_dir=out, progress=False, strict=True)
+    rag.open_index(source=tiny_source, index_dir=out, progress=False)
 
     assert (out / "build" / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert (out / "gen-mine" / "keep.txt").read_text(encoding="utf-8") == "mine too"

@@ -135,9 +135,9 @@ def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
     gen = generation(tmp_path / "index").name
     names = ("manifest.json", "chunks.jsonl", "chunks.offsets.npy", "chunks.faiss")
     names += ("sentences.npy", "sentences.first.npy")
-    assert {"CURRENT", "LOCK", *(f"{gen}/{n}" for n in names)} <= set(files)
+    assert {"CURRENT", "LOCK", "RAG-INDEX", *(f"{gen}/{n}" for n in names)} <= set(files)
     bm25 = {name for name in files if name.startswith(f"{gen}/bm25/")}
-    assert set(files) == {"CURRENT", "LOCK", *(f"{gen}/{n}" for n in names), *bm25}
+    assert set(files) == {"CURRENT", "LOCK", "RAG-INDEX", *(f"{gen}/{n}" for n in names), *bm25}
     assert bm25 and all(name.endswith((".json", ".npy")) for name in bm25)
     for name, data in files.items():
         assert not name.endswith((".pkl", ".pickle")), name
@@ -242,7 +242,7 @@ def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, 
         raise OSError("disk full")
 
     monkeypatch.setattr(store, "_save_bm25", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(rag.IndexUpdateFailed, match="disk full"):
         store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
 
     # not a byte of the index changed and no temporary directory is left; the finished embedding
