@@ -238,12 +238,19 @@ def test_a_current_read_only_index_answers(tmp_path, tiny_source, read_only, mon
     assert answer.citations[0].source == "library.txt"
 
 
-def test_a_read_only_index_with_changed_documents_answers_from_the_index_with_a_warning(
-    tmp_path, tiny_source, read_only, caplog
-):
+@pytest.fixture
+def stale_index(tmp_path, tiny_source) -> Path:
+    """An index of the tiny corpus, built before a document was added to its folder."""
     out = tmp_path / "index"
     rag.open_index(source=tiny_source, index_dir=out, progress=False)
     (tiny_source / "ferry.txt").write_text("Ferry\n\nThe ferry leaves at dawn.\n", encoding="utf-8")
+    return out
+
+
+def test_a_read_only_index_with_changed_documents_answers_from_the_index_with_a_warning(
+    stale_index, tiny_source, read_only, caplog
+):
+    out = stale_index
     read_only(out)
     caplog.set_level(logging.WARNING, logger="rag")
 
@@ -278,11 +285,9 @@ def test_a_full_disk_fails_a_build_clearly_and_leaves_no_batches(tmp_path, tiny_
 
 
 def test_a_full_disk_while_updating_leaves_the_index_in_use_answering(
-    tmp_path, tiny_source, monkeypatch, caplog
+    stale_index, tiny_source, monkeypatch, caplog
 ):
-    out = tmp_path / "index"
-    rag.open_index(source=tiny_source, index_dir=out, progress=False)
-    (tiny_source / "ferry.txt").write_text("Ferry\n\nThe ferry leaves at dawn.\n", encoding="utf-8")
+    out = stale_index
     disk_full(monkeypatch)
     caplog.set_level(logging.WARNING, logger="rag")
 
@@ -385,13 +390,11 @@ def test_scan_skips_a_link_out_even_when_named_like_a_document(tmp_path):
     assert scan_documents(folder) == []
 
 
-def test_a_reader_does_not_wait_for_a_running_build(tmp_path, tiny_source, caplog):
+def test_a_reader_does_not_wait_for_a_running_build(stale_index, tiny_source, caplog):
     import fcntl
     import time
 
-    out = tmp_path / "index"
-    rag.open_index(source=tiny_source, index_dir=out, progress=False)
-    (tiny_source / "ferry.txt").write_text("Ferry\n\nThe ferry leaves at dawn.\n", encoding="utf-8")
+    out = stale_index
     caplog.set_level(logging.WARNING, logger="rag")
     with (out / "LOCK").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a build of another process is writing
