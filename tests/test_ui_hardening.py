@@ -115,6 +115,16 @@ def test_planted_links_in_titles_and_file_names_stay_inside_the_cards():
     assert not re.search(r"<(a|img)\b", to_html(out))
 
 
+def test_a_mark_written_in_a_passage_does_not_make_its_card_look_cited():
+    answer = planted_answer()
+    other = Citation("other.txt", "Other", None, "Unrelated text.", 0, 15, 0.5)
+    answer = Answer(answer.text.replace("[7]", "[2]"), False, [answer.citations[0], other], "May 5, 1999")
+    assert "[2]" in answer.text  # quoted from the passage, not written by the app
+    cards = render_sources(answer)
+    assert cards.count('class="rag-card" open') == 1
+    assert cards.index("other.txt") > cards.index('class="rag-more"'), "card 2 is folded, not cited"
+
+
 def test_model_written_text_and_notices_cannot_make_links():
     extracted = planted_answer()
     result = GeneratedAnswer(

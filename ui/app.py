@@ -281,15 +281,24 @@ def render_generated(result: GeneratedAnswer) -> str:
 def cited_cards(result: GeneratedAnswer) -> set[int]:
     """The cards a generated reply cites: its [n] marks, and [1] for the extracted answer beside it."""
     if not result.generated:
-        return {int(n) for n in re.findall(r"\[(\d+)\]", result.extracted.text)}
+        return extracted_cards(result.extracted)
     return set(result.cited) | ({1} if result.short_answer and not result.extracted.abstained else set())
+
+
+def extracted_cards(answer: Answer) -> set[int]:
+    """The cards an extracted reply cites: those holding its answer (its ``[1]``), read from the citations'
+    fields. Never from the reply's text, which quotes the documents: a ``[3]`` written in a passage must
+    not make card 3 look cited."""
+    if answer.abstained:
+        return set()
+    return {n for n, c in enumerate(answer.citations, 1) if c.answer_start is not None}
 
 
 def render_sources(answer: Answer, *, cited: set[int] | None = None) -> str:
     """The source cards below a reply, as one line of HTML (a blank line would end Markdown's HTML block).
 
     Card ``n`` is ``answer.citations[n-1]``, so the reply's ``[n]`` marks name it. Cards the reply cites
-    (``cited``, by default the marks in ``answer.text``) are open, with the answer span highlighted; the
+    (``cited``, by default :func:`extracted_cards`) are open, with the answer span highlighted; the
     other passages retrieved are folded away under them. After an abstention every passage is folded
     and offered as related reading only.
     """
@@ -301,7 +310,7 @@ def render_sources(answer: Answer, *, cited: set[int] | None = None) -> str:
         cards = "".join(render_card(n, c, open_=False, highlight=False) for n, c in numbered)
         return f'<div class="{SOURCES_CLASS} related"><div class="rag-head">{head}</div>{cards}</div>'
     if cited is None:
-        cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+        cited = extracted_cards(answer)
     shown = "".join(render_card(n, c, open_=True) for n, c in numbered if n in cited)
     rest = [render_card(n, c, open_=False) for n, c in numbered if n not in cited]
     if rest:
