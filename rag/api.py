@@ -72,7 +72,7 @@ def corpus(source: Path, index_dir: Path) -> list[SourceFile]:
     # are not documents of that folder
     index_dir = Path(index_dir)
     files = scan_documents(source, exclude=[index_dir, index_dir / UPLOADS, index_dir / SESSIONS])
-    uploads = Path(index_dir) / UPLOADS
+    uploads = index_dir / UPLOADS
     if uploads.is_dir():
         files += [dataclasses.replace(f, id=f"{UPLOADS}/{f.id}") for f in scan_documents(uploads)]
     return files

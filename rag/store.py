@@ -269,15 +269,19 @@ def sync(
     if len(set(ids)) != len(ids):
         raise ValueError("document ids must be unique")
     old = _try_load(index_dir, chunk)
-    if old is not None and _current(items, old):
+    plan = _plan(items, old) if old is not None else None
+    if old is not None and _current(old, plan):
         return old
     try:
         _claim(index_dir)
         with _lock(index_dir, wait=strict or old is None):
-            old = _try_load(index_dir, chunk, quiet=True)  # another build may have finished meanwhile
-            if old is not None and _current(items, old):
-                return old
-            return _update(items, index_dir, chunk, old, base, read=read, progress=progress)
+            if _generation(index_dir) != (old.path.name if old is not None else None):
+                # another build finished while this one waited: plan against what it wrote
+                old = _try_load(index_dir, chunk, quiet=True)
+                plan = _plan(items, old) if old is not None else None
+                if old is not None and _current(old, plan):
+                    return old
+            return _update(items, index_dir, chunk, old, plan, base, read=read, progress=progress)
     except _Busy:
         log.warning("another build is updating %s; answering from the index in use meanwhile", index_dir)
         return old
@@ -287,6 +291,14 @@ def sync(
             raise IndexUpdateFailed(f"{problem} - the index in use, if any, is unchanged") from e
         log.warning("%s; answering from the index in use, which misses the latest changes", problem)
         return old
+
+
+def _generation(index_dir: Path) -> str | None:
+    """The name of the generation in use, as ``CURRENT`` says now; None when there is none."""
+    try:
+        return (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        return None
 
 
 def _try_load(index_dir: Path, chunk: ChunkSettings, *, quiet: bool = False) -> StoredIndex | None:
@@ -301,12 +313,11 @@ def _try_load(index_dir: Path, chunk: ChunkSettings, *, quiet: bool = False) -> 
     return None
 
 
-def _current(items: Sequence[Document | SourceFile], old: StoredIndex) -> bool:
-    """Whether ``old`` holds exactly ``items``, unchanged, and knows the ones it skipped as unreadable.
-    Touched but unchanged files get their new size and mtime recorded (when the index is writable), so
-    the next start does not hash them again."""
-    have, skipped = old.manifest["documents"], old.manifest.get("skipped", {})
-    plan = _plan(items, have, skipped)
+def _current(old: StoredIndex, plan: list[_Planned]) -> bool:
+    """Whether ``old`` holds exactly the planned items, unchanged, and knows the ones it skipped as
+    unreadable. Touched but unchanged files get their new size and mtime recorded (when the index is
+    writable), so the next start does not hash them again."""
+    have = old.manifest["documents"]
     if any(not (p.same or p.known_bad) for p in plan) or len(have) != sum(p.same for p in plan):
         return False
     if any(p.stamp and p.stamp != {k: have[p.id].get(k) for k in STAMP} for p in plan if p.same):
@@ -314,12 +325,16 @@ def _current(items: Sequence[Document | SourceFile], old: StoredIndex) -> bool:
     return True
 
 
-def _update(items, index_dir: Path, chunk: ChunkSettings, old, base, *, read, progress: bool) -> StoredIndex:
-    """Embed what changed and write a new generation; under the directory's lock."""
+def _update(
+    items, index_dir: Path, chunk: ChunkSettings, old, plan, base, *, read, progress: bool
+) -> StoredIndex:
+    """Embed what changed and write a new generation; under the directory's lock. ``plan`` is
+    :func:`_plan` against ``old``; without an old index, documents are planned against ``base``."""
     copy_from = old if old is not None else base
+    if old is None:
+        plan = _plan(items, base)
     have = copy_from.manifest["documents"] if copy_from is not None else {}
     skipped = copy_from.manifest.get("skipped", {}) if copy_from is not None else {}
-    plan = _plan(items, have, skipped)
     work = _Work(index_dir, chunk)
     todo = [(item, p.sha) for item, p in zip(items, plan, strict=True) if not (p.same or p.known_bad)]
     todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
@@ -378,7 +393,10 @@ class _Planned(NamedTuple):
     known_bad: bool = False  # skipped as unreadable before, and unchanged since: not read again
 
 
-def _plan(items, have: dict, skipped: dict) -> list[_Planned]:
+def _plan(items, index: StoredIndex | None) -> list[_Planned]:
+    """What to do with each item, given the index it would be copied from (None: embed everything)."""
+    have = index.manifest["documents"] if index is not None else {}
+    skipped = index.manifest.get("skipped", {}) if index is not None else {}
     out: list[_Planned] = []
     for item in items:
         meta = have.get(item.id)
@@ -714,8 +732,8 @@ class _Busy(Exception):
     """Another build holds the directory's lock, and the caller would rather not wait."""
 
 
-# What a folder must hold to be taken for an index: the mark every build leaves (older indexes: CURRENT).
-MARK = INDEX_MARK
+# What a folder must hold to be taken for an index: the mark INDEX_MARK every build leaves (older
+# indexes: CURRENT).
 MARK_TEXT = (
     "This folder holds an index written by rag (python -m index build). Do not keep other files here.\n"
 )
@@ -729,7 +747,7 @@ def _claim(index_dir: Path) -> None:
     if index_dir.exists() and not index_dir.is_dir():
         raise NotAnIndex(f"{index_dir} is a file, not a folder: give the index a folder of its own")
     index_dir.mkdir(parents=True, exist_ok=True)
-    if (index_dir / MARK).is_file():
+    if (index_dir / INDEX_MARK).is_file():
         return
     entries = set(os.listdir(index_dir))
     legacy = "CURRENT" in entries or (index_dir / "build" / "settings.json").is_file() and "LOCK" in entries
@@ -740,7 +758,7 @@ def _claim(index_dir: Path) -> None:
             f"{index_dir} is not empty and holds no index ({shown}...): an index is written only into a "
             "new or empty folder, or one that holds an index - choose another with --out"
         )
-    (index_dir / MARK).write_text(MARK_TEXT, encoding="utf-8")
+    (index_dir / INDEX_MARK).write_text(MARK_TEXT, encoding="utf-8")
 
 
 @contextlib.contextmanager

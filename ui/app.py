@@ -22,6 +22,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from rag import Answer, Citation, GeneratedAnswer, Index, LLMSettings, RagError, ask, ask_stream
+from rag.api import clean_text
 from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, url_problem
 from rag.question import message_text
 
@@ -189,13 +190,11 @@ def converse(
         yield history + reply
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def clean(message: str | dict) -> str | dict:
-    """The message with lone surrogates (a script can send them; they are not text) replaced by U+FFFD:
-    they cannot be encoded, so the chat could show neither the question nor any reply to it."""
-    return _SURROGATE.sub("\ufffd", message) if isinstance(message, str) else message
+    """The message with what cannot be encoded (lone surrogates a script can send, NUL) replaced by
+    U+FFFD, as :func:`rag.api.clean_text` does for ``ask()``: else the chat could show neither the
+    question nor any reply to it."""
+    return clean_text(message) if isinstance(message, str) else message
 
 
 def _stream_pieces(answer: Answer) -> list[str]:
