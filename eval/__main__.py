@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=args.quiet and len(items) >= PROGRESS_MIN_ITEMS,
             on_result=rows,
             llm=llm,
+            withhold_gold=args.withhold_gold,
         )
     except (EvalError, RagError) as e:
         return _error(str(e))
@@ -98,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quiet", action="store_true", help="print only the summary, not one row per question"
+    )
+    parser.add_argument(
+        "--withhold-gold",
+        action="store_true",
+        help="ask each question as if its gold document were not indexed: how often does it decline?",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write a machine-readable report here")
     parser.add_argument(
@@ -203,9 +209,12 @@ def _format_summary(report: Report) -> str:
     lines = [
         ("items", f"{s.n} ({s.answerable} answerable, {s.unanswerable} unanswerable)"),
         ("index", f"{s.documents} documents, {s.chunks} chunks; k={s.k}"),
-        ("answer accuracy", f"{_pct(s.accuracy)} ({s.accurate}/{s.answerable})"),
-        ("exact match", _score(s.exact_match)),
-        ("F1", _score(s.f1)),
+        ("short answer: exact match", _score(s.exact_match)),
+        ("short answer: F1", _score(s.f1)),
+        (
+            "reply holds the gold",
+            f"{_pct(s.accuracy)} ({s.accurate}/{s.answerable}; lenient: reply <= 60 words)",
+        ),
         ("hit@1", _pct(s.hit_at_1)),
         (hit5, _pct(s.hit_at_5)),
         ("MRR", "n/a" if s.mrr is None else f"{s.mrr:.3f}"),
@@ -231,7 +240,8 @@ def _format_summary(report: Report) -> str:
             ("invalid [n] shown", f"{m.invalid_marks_shown} ({m.dropped_marks} dropped before showing)"),
         ]
     width = max(len(label) for label, _ in lines)
-    title = f"== summary: {report.data} ({report.format}{', generative' if s.llm else ''})"
+    mode = f"{report.format}{', generative' if s.llm else ''}{', gold withheld' if report.withheld else ''}"
+    title = f"== summary: {report.data} ({mode})"
     note = "answer quality and retrieval are over answerable questions; latency over all"
     body = "\n".join(f"{label:<{width}}  {value}" for label, value in lines)
     return f"\n{title}\n{body}\n({note})"

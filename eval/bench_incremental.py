@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .train_ranker import DEFAULT_DATA
+from .reader import SQUAD_DEV as DEFAULT_DATA
 
 _EMBEDDED = re.compile(r"(\d+) to embed")
 

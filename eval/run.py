@@ -103,12 +103,14 @@ class Report:
     format: str
     summary: Summary
     items: list[ItemResult]
+    withheld: bool = False  # each question was asked with its gold document withheld
 
     def to_json(self) -> dict[str, Any]:
         return {
             "data": self.data,
             "format": self.format,
             "n": self.summary.n,
+            "gold_withheld": self.withheld,
             "summary": asdict(self.summary),
             "items": [asdict(item) for item in self.items],
         }
@@ -254,8 +256,12 @@ def run_eval(
     progress: bool = False,
     on_result: Callable[[ItemResult], None] | None = None,
     llm: LLMSettings | None = None,
+    withhold_gold: bool = False,
 ) -> Report:
     """Ask each item's question once (after one untimed warm-up) and score the answers.
+
+    ``withhold_gold`` asks each question as if its gold document were not in the index (SQuAD: its
+    paragraph), to measure how often the reply declines when the answer is not there to find.
 
     With ``llm``, the generative path answers (:func:`rag.generate_answer`) and is scored the same way.
     ``on_result`` sees each result as soon as it is scored, so rows can be printed while the run goes.
@@ -275,11 +281,12 @@ def run_eval(
     bar = _progress_bar(len(items)) if progress else None
     try:
         for item in items:
+            where = Withheld(index, item.source) if withhold_gold and item.source else index
             start = time.perf_counter()
             if llm is None:
-                answer, generated = _ask(ask, item, k=k, index=index), None
+                answer, generated = _ask(ask, item, k=k, index=where), None
             else:
-                generated = _ask(generate_answer, item, k=k, index=index, llm=llm)
+                generated = _ask(generate_answer, item, k=k, index=where, llm=llm)
                 answer = as_answer(generated)
             latency_ms = (time.perf_counter() - start) * 1000
             result = score_item(item, answer, latency_ms, generated=generated)
@@ -293,7 +300,27 @@ def run_eval(
             bar.close()
     model = None if llm is None else f"{llm.model or '(first listed)'} at {llm.base_url}"
     summary = summarize(results, documents=index.num_documents, chunks=index.num_chunks, k=k, model=model)
-    return Report(data=str(dataset.path), format=dataset.format, summary=summary, items=results)
+    return Report(
+        data=str(dataset.path), format=dataset.format, summary=summary, items=results, withheld=withhold_gold
+    )
+
+
+class Withheld:
+    """An index that never returns the passages of one document: the question is asked as if that
+    document had not been indexed (its words still count in the lexical statistics, a small difference)."""
+
+    EXTRA = 8  # passages fetched beyond k, so that k remain once the document's are dropped
+
+    def __init__(self, index: Any, source: str):
+        self._index = index
+        self._source = source
+
+    def search(self, query: str, *, k: int = 5, **options: Any) -> list[Any]:
+        hits = self._index.search(query, k=k + self.EXTRA, **options)
+        return [h for h in hits if self._index.chunks[h.chunk].doc_id != self._source][:k]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
 
 
 def _ask(ask: Callable[..., Any], item: EvalItem, *, k: int, index: Any, **options: Any) -> Any:

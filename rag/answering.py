@@ -1,112 +1,99 @@
-"""Stage 6: extract a short, cited answer from retrieved passages - no language model.
+"""Stage 7: the reply - retrieve, read, and answer with a short span and the sentence it stands in.
 
-1. Read the question (:mod:`rag.question`): the kind of answer it wants (a date for "when", a person for
-   "who", ...), its words weighted by rarity, the names it gives, and for a follow-up the turn before.
-2. Score every sentence of the retrieved passages and every span in them that could answer
-   (:mod:`rag.candidates`); a logistic-regression ranker fitted on SQuAD picks the span.
-3. Reply with the span, then the sentence it came from (trimmed to the clauses that carry it) and a
-   ``[1]`` mark pointing at its passage. "Why"/"how" questions get the best sentence.
-4. Abstain when the question names something the documents never mention (a name, or the noun of
-   "what was the <noun> of ...?"), or when the best candidate is unlikely to be right.
+1. Read the question (:mod:`rag.question`): a follow-up is retrieved with the question before it.
+2. Retrieve ``k`` passages (:mod:`rag.retrieval`); the reader (:mod:`rag.reader`) reads the best READ of
+   them and scores its spans on one scale.
+3. Decline when the question names something (a capitalised word, a number) that no document contains -
+   the reply says which - or when the reader's best span scores under its calibrated threshold; the
+   passages are listed as related reading. Otherwise reply with the span, then the sentence it came
+   from (cut to about MAX_SUPPORT_WORDS words around it) and a ``[1]`` mark pointing at its passage.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 
-from .candidates import READ_TOP, Candidate, Sentence, candidates, rank, ranker_threshold, score_sentences
-from .embedding import embed
 from .nlp import terms
-from .question import Question, read_question
+from .question import read_question
+from .reader import Reader, Span
 from .retrieval import Hit, Index
-from .roles import screen
 from .types import Answer
 
-MAX_SUPPORT_WORDS = 36  # a supporting quote longer than this is trimmed to its best clauses
-EXPLAIN_BELOW = 0.9  # sentence score under which a "why"/"how" question is not answered
-WIDER_READ = 2 * READ_TOP  # sentences read when none of the best READ_TOP holds a likely answer
-
+READ = 3  # passages the reader reads, of the k retrieved
+MAX_SUPPORT_WORDS = 40  # a longer supporting sentence is cut to this many words around the answer
 ABSTAIN_TEXT = "The documents don't say."
+RELATED = "The closest passages are listed below as related reading, not as an answer."
 MAX_LISTED = 5  # names a decline lists before saying how many more it never found
 MAX_NAME_CHARS = 60  # a longer name is cut in the reply
 _QUOTES = "\"'“”‘’«» "
+_NAME = re.compile(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\w,.]*\w|\d)")
+_ACRONYM = re.compile(r"^[A-Z0-9&]{2,6}s?$")
+
+_reader: Reader | None = None
+_reader_lock = threading.Lock()
 
 
-def evidence(question: str, *, history: list[dict] | None, k: int, index: Index):
-    """The question read, the passages retrieved, their sentences and the answer candidates (unranked)."""
-    q = read_question(question, history, index)
-    qvec = embed([q.query])[0]
-    hits = index.search(q.query, k=k, query_vector=qvec)
-    sentences = score_sentences(q, qvec, hits, index)
-    spans = candidates(q, sentences, index) if q.kind != "explain" else []
-    return q, hits, sentences, spans
+def default_reader() -> Reader:
+    """The shipped reader, created once per process (it loads its model on first use)."""
+    global _reader
+    with _reader_lock:
+        if _reader is None:
+            _reader = Reader()
+        return _reader
 
 
-def answer(question: str, *, history: list[dict] | None, k: int, index: Index) -> Answer:
-    q, hits, sentences, spans = evidence(question, history=history, k=k, index=index)
+def answer(
+    question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader | None = None
+) -> Answer:
+    reader = reader or default_reader()
+    q, hits, unknown, spans = evidence(question, history=history, k=k, index=index, reader=reader)
     if not hits:
         return Answer(ABSTAIN_TEXT, True, [], None, q.kind)
-    unknown = [word for word, stems in q.names if not all(t in index.idf for t in stems)]
-    if q.asked and not all(t in index.idf for t in terms(q.asked)):
-        unknown.append(q.asked)  # "the theme of ...": the documents never speak of a theme
-    if unknown:
-        return _abstain(q, hits, index, unknown)
-    if q.kind == "explain":
-        best = max(sentences, key=lambda s: s.score, default=None)
-        if best is None or best.score < EXPLAIN_BELOW:
-            return _abstain(q, hits, index, [])
-        return _reply(q, best, None, hits, index)
-    cut = ranker_threshold()
-    best = choose(q, sentences, spans, index, cut)
-    if best is None or not _likely(best, cut):
-        return _abstain(q, hits, index, [])
-    return _reply(q, best.sentence, best, hits, index)
-
-
-def choose(
-    q: Question, sentences: list[Sentence], spans: list[Candidate], index: Index, cut: float
-) -> Candidate | None:
-    """The best candidate. When it is below ``cut`` and there are sentences left, WIDER_READ sentences
-    are read: an answer is sometimes in a sentence that shares few words with the question."""
-    ranked = screen(q, rank(spans), index)
-    if (not ranked or not _likely(ranked[0], cut)) and len(sentences) > READ_TOP:
-        ranked = screen(q, rank(candidates(q, sentences, index, top=WIDER_READ)), index)
-    return ranked[0] if ranked else None
-
-
-def _likely(c: Candidate, cut: float) -> bool:
-    # a person the text gives the very role asked about answers however loosely the sentence matches
-    return c.verified or c.score >= cut
-
-
-def _reply(q: Question, sent: Sentence, best: Candidate | None, hits: list[Hit], index: Index) -> Answer:
-    chunk = index.chunks[sent.hit.chunk]
-    span = (best.start, best.end) if best else None
-    support_start, support_end = _trim(sent, q, span, index)
-    support = chunk.text[support_start - chunk.start : support_end - chunk.start]
-    if support_start > sent.start:
-        support = "…" + support
-    if support_end < sent.end:
-        support = support.rstrip(",;: ") + "…"
-    if best:
-        short = re.sub(r"['’]s$", "", best.text.strip(_QUOTES))
-        text = f"{short}{'' if short.endswith('.') else '.'}\n\n{support} [1]"
-        rel = (best.start - chunk.start, best.end - chunk.start)
-    else:
-        short = support.strip("…").strip()
-        text = f"{support} [1]"
-        rel = (support_start - chunk.start, support_end - chunk.start)
-    first = index.citation(sent.hit, answer=rel)
-    rest = [index.citation(h) for h in hits if h.chunk != sent.hit.chunk]
-    return Answer(text, False, [first, *rest], short, q.kind)
-
-
-def _abstain(q: Question, hits: list[Hit], index: Index, unknown: list[str]) -> Answer:
+    related = [index.citation(h) for h in hits]
     if unknown:
         text = f"{ABSTAIN_TEXT} They never mention {_listing(unknown)}."
-    else:
-        text = f"{ABSTAIN_TEXT} The closest passages are listed below as related reading, not as an answer."
-    return Answer(text, True, [index.citation(h) for h in hits], None, q.kind)
+        return Answer(text, True, related, None, q.kind)
+    best = choose(spans, hits, reader.retrieval_weight)
+    if best is None or best.score < reader.threshold:
+        return Answer(f"{ABSTAIN_TEXT} {RELATED}", True, related, None, q.kind, _score(best))
+    return _reply(best, hits, index, q.kind)
+
+
+def evidence(question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader):
+    """The question read, the passages retrieved, the names it gives that no document holds, and the
+    reader's spans (best of each window; none read when a name is unknown)."""
+    q = read_question(question, history)
+    hits = index.search(q.query, k=k)
+    unknown = [word for word in names(q.text) if not all(t in index.idf for t in terms(word))]
+    if not hits or unknown:
+        return q, hits, unknown, []
+    return q, hits, unknown, reader.read(q.text, [index.chunks[h.chunk].text for h in hits[:READ]], top=None)
+
+
+def choose(spans: list[Span], hits: list[Hit], retrieval_weight: float) -> Span | None:
+    """The span with the best log-probability plus ``retrieval_weight`` times its passage's retrieval
+    score: a confident span in a passage that matches the question well beats one in a passage that
+    barely does."""
+    return max(
+        spans,
+        key=lambda s: math.log(max(s.score, 1e-12)) + retrieval_weight * hits[s.passage].score,
+        default=None,
+    )
+
+
+def names(question: str) -> list[str]:
+    """The question's names (capitalised words but the first) and numbers; acronyms are left out, since
+    the documents may spell them out."""
+    text = question.lstrip()
+    return [
+        m.group()
+        for i, m in enumerate(_NAME.finditer(text))
+        if not (i == 0 and m.start() == 0)
+        and not (_ACRONYM.match(m.group()) and not m.group()[0].isdigit())
+        and terms(m.group())
+    ]
 
 
 def _listing(names: list[str]) -> str:
@@ -114,7 +101,8 @@ def _listing(names: list[str]) -> str:
     seen: dict[str, str] = {}
     for name in names:
         name = " ".join(name.split())
-        seen.setdefault(name.casefold(), _shorten(name))
+        short = name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1].rstrip() + "…"
+        seen.setdefault(name.casefold(), short)
     distinct = list(seen.values())
     if len(distinct) > MAX_LISTED:
         more = len(distinct) - MAX_LISTED
@@ -122,49 +110,61 @@ def _listing(names: list[str]) -> str:
     return ", ".join(distinct)
 
 
-def _shorten(name: str) -> str:
-    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1].rstrip() + "…"
+def _score(span: Span | None) -> float | None:
+    return round(span.score, 4) if span else None
 
 
-_CLAUSE = re.compile(r"[,;:–—]\s+|\s+(?=(?:and|but|while|which|who|with)\s)")
+def _reply(span: Span, hits: list[Hit], index: Index, kind: str) -> Answer:
+    hit = hits[span.passage]
+    chunk = index.chunks[hit.chunk]
+    start, end = _strip(chunk.text, span.start, span.end)
+    short = chunk.text[start:end]
+    s_start, s_end = _sentence(chunk, start, end)
+    support = _cut(chunk.text, s_start, s_end, start, end)
+    text = f"{short}{'' if short.endswith('.') else '.'}\n\n{support} [1]"
+    first = index.citation(hit, answer=(start, end))
+    rest = [index.citation(h) for h in hits if h.chunk != hit.chunk]
+    return Answer(text, False, [first, *rest], short, kind, _score(span))
 
 
-def _trim(sent: Sentence, q: Question, span: tuple[int, int] | None, index: Index) -> tuple[int, int]:
-    """The clauses of a long sentence that carry the answer and the question's words."""
-    chunk = index.chunks[sent.hit.chunk]
-    text = chunk.text[sent.start - chunk.start : sent.end - chunk.start]
-    if len(text.split()) <= MAX_SUPPORT_WORDS:
-        return sent.start, sent.end
-    pieces, pos = [], 0
-    for m in _CLAUSE.finditer(text):
-        pieces.append((pos, m.end()))
-        pos = m.end()
-    pieces.append((pos, len(text)))
-    pieces = [(sent.start + a, sent.start + b) for a, b in pieces if b > a]
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without the quotes, spaces and trailing punctuation around it, nor a trailing 's."""
+    while start < end and text[start] in _QUOTES:
+        start += 1
+    while end > start and (text[end - 1] in _QUOTES or text[end - 1] in ",;:"):
+        end -= 1
+    m = re.search(r"['’]s$", text[start:end])
+    if m and end - start > 2:
+        end -= 2
+    return start, end
 
-    def value(piece: tuple[int, int]) -> float:
-        a, b = piece
-        v = sum(q.weights.get(t, 0.0) for s, e, t in sent.term_positions if a <= s and e <= b)
-        if span and a <= span[0] < b:
-            v += 1000.0  # the clause holding the answer is always kept
-        return v
 
-    def words(a: int, b: int) -> int:
-        return len(chunk.text[a - chunk.start : b - chunk.start].split())
+def _sentence(chunk, start: int, end: int) -> tuple[int, int]:
+    """The passage-relative span of the sentences holding ``text[start:end]`` (the whole passage when its
+    sentences are unknown)."""
+    lo, hi = None, None
+    for s in chunk.sentences:
+        a, b = s.start - chunk.start, s.end - chunk.start
+        if a <= start < b or (lo is None and start < a):
+            lo = a if lo is None else lo
+        if lo is not None and a < end:
+            hi = b
+    if lo is None or hi is None:
+        return 0, len(chunk.text)
+    return max(0, lo), min(len(chunk.text), max(hi, end))
 
-    i = max(range(len(pieces)), key=lambda j: value(pieces[j]))
-    lo = hi = i
-    while True:
-        options = []
-        if lo > 0 and words(pieces[lo - 1][0], pieces[hi][1]) <= MAX_SUPPORT_WORDS:
-            options.append((value(pieces[lo - 1]), 0, lo - 1, hi))
-        if hi < len(pieces) - 1 and words(pieces[lo][0], pieces[hi + 1][1]) <= MAX_SUPPORT_WORDS:
-            options.append((value(pieces[hi + 1]), 1, lo, hi + 1))
-        if not options:
-            break
-        _, _, lo, hi = max(options)
-    start, end = pieces[lo][0], pieces[hi][1]
-    if span:  # never cut into the answer, even in a clause longer than the limit
-        start, end = min(start, span[0]), max(end, span[1])
-    local = chunk.text[start - chunk.start : end - chunk.start]
-    return start, start + len(local.rstrip())
+
+def _cut(text: str, s_start: int, s_end: int, a_start: int, a_end: int) -> str:
+    """``text[s_start:s_end]``, cut at word boundaries to about MAX_SUPPORT_WORDS words around the answer
+    ``text[a_start:a_end]``, with an ellipsis where it was cut."""
+    words = [(m.start() + s_start, m.end() + s_start) for m in re.finditer(r"\S+", text[s_start:s_end])]
+    if len(words) <= MAX_SUPPORT_WORDS:
+        return text[s_start:s_end].strip()
+    first = next(i for i, (a, b) in enumerate(words) if b > a_start)
+    last = max(i for i, (a, b) in enumerate(words) if a < a_end)
+    spare = max(0, MAX_SUPPORT_WORDS - (last - first + 1))
+    lo = max(0, first - spare // 2)
+    hi = min(len(words) - 1, lo + max(MAX_SUPPORT_WORDS, last - first + 1) - 1)
+    lo = max(0, min(lo, hi - MAX_SUPPORT_WORDS + 1))
+    out = text[words[lo][0] : words[hi][1]]
+    return ("…" if lo > 0 else "") + out.rstrip(",;:") + ("…" if hi < len(words) - 1 else "")

@@ -49,28 +49,6 @@ def embed(texts: list[str], *, progress: bool = False) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-_word_cache: dict[str, np.ndarray] = {}
-_WORD_CACHE_MAX = 50_000  # ~75 MB of vectors at most; beyond it the cache starts again
-
-
-def similarity(word: str, others: list[str]) -> float:
-    """The highest cosine between ``word`` and any of ``others``, each embedded on its own (words seen
-    before are not embedded again): "delegates" ~ "representatives" 0.52, "vehicles" ~ "goals" 0.29."""
-    if not others:
-        return 0.0
-    words = list(dict.fromkeys([word, *others]))
-    with _lock:
-        table = {w: _word_cache[w] for w in words if w in _word_cache}
-    missing = [w for w in words if w not in table]
-    if missing:
-        table.update(zip(missing, embed(missing), strict=True))
-        with _lock:
-            if len(_word_cache) + len(missing) > _WORD_CACHE_MAX:
-                _word_cache.clear()
-            _word_cache.update((w, table[w]) for w in missing)
-    return float(max(table[word] @ table[w] for w in others))
-
-
 def encode_passages(
     texts: list[str], sentence_spans: list[list[tuple[int, int]]], *, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
-"""Shared language tools, each loaded once on first use: spaCy (sentences; entities and noun phrases),
-the tiktoken encoding that counts chunk budgets, and the stemmer that matches words across forms.
+"""Shared language tools, each loaded once on first use: spaCy's sentence recogniser, the tiktoken
+encoding that counts chunk budgets, and the stemmer that matches words across forms.
 """
 
 from __future__ import annotations
@@ -12,16 +12,9 @@ from functools import lru_cache
 
 _lock = threading.Lock()
 
-# Entity labels worth keeping as answer candidates (spaCy's OntoNotes scheme).
-ANSWER_LABELS = frozenset(
-    "PERSON NORP FAC ORG GPE LOC PRODUCT EVENT WORK_OF_ART LAW DATE TIME PERCENT MONEY QUANTITY "
-    "ORDINAL CARDINAL".split()
-)
-
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 
-# Function words that carry no topic. A short list of our own: question words matter to us
-# (bm25s's list drops "when"/"who", which we need to keep out of the term set but read for type).
+# Function words that carry no topic: kept out of lexical matching.
 STOPWORDS = frozenset(
     """a an the and or but if then so of at by for with about against between into through during before
     after above below to from up down in out on off over under again further once here there all any both
@@ -34,26 +27,16 @@ STOPWORDS = frozenset(
 
 @dataclass(frozen=True)
 class Sentence:
-    """A sentence of a document, with its entities and noun phrases; all offsets absolute."""
+    """A sentence of a document: its span, offsets absolute."""
 
     start: int
     end: int
-    entities: tuple[tuple[int, int, str], ...] = ()
-    phrases: tuple[tuple[int, int], ...] = ()
-
-
-@lru_cache(maxsize=1)
-def _spacy():
-    """The full pipeline, for entities and noun phrases of the few sentences a question reads."""
-    with _lock:
-        # the lemmatizer is not used; the parser gives noun phrases
-        return _load_model(exclude=["lemmatizer"])
 
 
 @lru_cache(maxsize=1)
 def _splitter():
     """spaCy's statistical sentence recogniser alone: ~20x faster than the parser, so cutting a corpus
-    into sentences costs a few percent of embedding it (entities wait until a question needs them)."""
+    into sentences costs a few percent of embedding it."""
     with _lock:
         nlp = _load_model(exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "ner"])
         nlp.enable_pipe("senter")
@@ -74,7 +57,7 @@ PIECE_CHARS = 100_000
 
 
 def split(text: str, spans: Iterable[tuple[int, int]], *, batch_size: int = 64) -> list[Sentence]:
-    """Cut each span of ``text`` into sentences (no entities yet: see :func:`annotate`), in order."""
+    """Cut each span of ``text`` into sentences, in order."""
     spans = [piece for s, e in spans for piece in _pieces(text, s, e)]
     out: list[Sentence] = []
     docs = _splitter().pipe((text[s:e] for s, e in spans), batch_size=batch_size)
@@ -102,23 +85,6 @@ def _pieces(text: str, start: int, end: int, size: int = PIECE_CHARS) -> Iterabl
         yield start, cut
         start = cut
     yield start, end
-
-
-def annotate(texts: list[str]) -> list[tuple[tuple, tuple]]:
-    """Entities ``(start, end, label)`` and noun phrases ``(start, end)`` of each text, offsets local."""
-    out = []
-    for doc in _spacy().pipe(texts, batch_size=16):
-        ents = tuple((e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in ANSWER_LABELS)
-        phrases = tuple((nc.start_char, nc.end_char) for nc in _noun_chunks(doc))
-        out.append((ents, phrases))
-    return out
-
-
-def _noun_chunks(doc):
-    try:
-        return list(doc.noun_chunks)
-    except ValueError:  # no parse available
-        return []
 
 
 def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -161,16 +127,3 @@ def terms(text: str) -> list[str]:
     words = [w.lower().replace("’", "'") for w in _WORD.findall(text)]
     words = [w[:-2] if w.endswith("'s") else w for w in words]
     return _stemmer().stemWords([w for w in words if w not in STOPWORDS])
-
-
-def term_spans(text: str) -> list[tuple[int, int, str]]:
-    """``terms`` with the character span of each word in ``text``."""
-    found = []
-    for m in _WORD.finditer(text):
-        w = m.group().lower().replace("’", "'")
-        if w.endswith("'s"):
-            w = w[:-2]
-        if w not in STOPWORDS:
-            found.append((m.start(), m.end(), w))
-    stems = _stemmer().stemWords([w for _, _, w in found])
-    return [(s, e, st) for (s, e, _), st in zip(found, stems, strict=True)]

@@ -74,7 +74,8 @@ class Answer:
     """What ``ask()`` returns: the reply, whether it abstained, and its citations (best first).
 
     ``short_answer`` is the bare extracted answer ("March 31, 2021"); ``text`` is the chat reply,
-    whose ``[n]`` marks refer to ``citations[n-1]``.
+    whose ``[n]`` marks refer to ``citations[n-1]``. ``confidence`` is the reader's probability for the
+    best span it found (also when it declined: then it was under the threshold); None when nothing was read.
     """
 
     text: str
@@ -82,6 +83,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     short_answer: str | None = None
     question_type: str = "phrase"
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def test_eval_llm_scores_the_generative_path_alike(fake, seeds_env, capsys, tmp_
         == 0
     )
     out = capsys.readouterr().out
-    assert "generative)" in out and "answer accuracy" in out and "hit@1" in out
+    assert "generative)" in out and "reply holds the gold" in out and "hit@1" in out
     data = json.loads(report.read_text())
     llm = data["summary"]["llm"]
     asked = [i for i in data["items"] if i["asked_model"]]

@@ -203,22 +203,3 @@ def test_a_passage_that_shares_only_its_seams_keeps_its_slot(tmp_path, monkeypat
     ranking = index.search(QUERY, k=3)
     assert 0 < _repeated(index, ranking) <= retrieval.MAX_REPEATED  # they do share seams
     assert hits == ranking  # the ranking as it is: each passage has its own to say
-
-
-def test_word_similarity_tells_a_like_noun_from_another_and_remembers_words(monkeypatch):
-    from rag import embedding
-    from rag.candidates import SAME_THING
-
-    assert embedding.similarity("delegates", ["representatives", "parts"]) >= SAME_THING
-    assert embedding.similarity("vehicles", ["goals", "trillion", "level"]) < SAME_THING
-    assert embedding.similarity("vehicles", []) == 0.0
-    # the highest cosine of the lot, each word embedded on its own
-    vectors = embed(["cars", "vehicles", "goals"])
-    expected = max(float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2]))
-    assert math.isclose(embedding.similarity("cars", ["vehicles", "goals"]), expected, abs_tol=1e-5)
-
-    def no_model(texts, **kwargs):
-        raise AssertionError(f"embedded again: {texts}")
-
-    monkeypatch.setattr(embedding, "embed", no_model)
-    assert embedding.similarity("cars", ["goals"]) < SAME_THING  # words seen before are not embedded again

