@@ -115,7 +115,7 @@ def build_examples(articles: list[dict], tokenizer, recipe: Recipe) -> list[tupl
     queries = items[:n_retrieved]
     hits, _ = retriever.retrieve(
         bm25s.tokenize([q for q, *_ in queries], stopwords="en", show_progress=False),
-        k=4,
+        k=min(4, len(paragraphs)),
         show_progress=False,
     )
     for (question, pi, _, answer), row in zip(queries, hits, strict=True):

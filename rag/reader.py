@@ -105,7 +105,7 @@ class Reader:
             return []
         windows = []  # (passage, encoding)
         with self._lock:
-            tok = self._tokenizer
+            session, tok = self._session, self._tokenizer
             for p, enc in enumerate(tok.encode_batch([(question, text) for text in passages])):
                 windows.extend((p, e) for e in (enc, *enc.overflowing))
             width = max(len(e.ids) for _, e in windows)
@@ -115,7 +115,7 @@ class Reader:
             for row, (_, e) in enumerate(windows):
                 n = len(e.ids)
                 ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
-            starts, ends = self._session.run(
+            starts, ends = session.run(
                 ["start_logits", "end_logits"],
                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
             )

@@ -355,31 +355,31 @@ def test_a_follow_up_is_rewritten_before_retrieval(fake, seeds_index):
 
 
 def test_a_rewrite_that_is_not_a_question_is_ignored(fake, seeds_index):
-    fake.then(Say("Jilin Province signed it."), Say("Jilin Province [1]."))
+    fake.then(Say("It was signed in Changchun."), Say("Changchun [1]."))
     result = generate_answer(
-        "Who signed it?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
-    assert result.question == "Who signed it?"
-    assert result.extracted == ask("Who signed it?", history=FOLLOW_UP_HISTORY, index=seeds_index)
+    assert result.question == "Where was it signed?"
+    assert result.extracted == ask("Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index)
 
 
 def test_a_rewrite_naming_something_unknown_does_not_cost_the_answer(fake, seeds_index):
-    fake.then(Say("Who signed the Zorblat treaty?"), Say("Jilin Province [1]."))
+    fake.then(Say("Where was the Zorblat treaty signed?"), Say("Changchun [1]."))
     result = generate_answer(
-        "Who signed it?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
-    assert ask("Who signed the Zorblat treaty?", index=seeds_index).abstained
-    assert result.question == "Who signed it?" and not result.abstained
+    assert ask("Where was the Zorblat treaty signed?", index=seeds_index).abstained
+    assert result.question == "Where was it signed?" and not result.abstained
 
 
 def test_a_server_that_fails_the_rewrite_is_not_asked_again(fake, seeds_index):
     fake.then(Status(503), Say("never asked [1]"))
     result = generate_answer(
-        "Who signed it?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
     assert len(fake.requests) == 1
     assert not result.generated and "HTTP 503" in result.notices[0]
-    assert result.extracted == ask("Who signed it?", history=FOLLOW_UP_HISTORY, index=seeds_index)
+    assert result.extracted == ask("Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index)
 
 
 def test_a_first_question_is_not_rewritten(fake, seeds_index):
