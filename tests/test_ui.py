@@ -90,8 +90,8 @@ def test_follow_up_uses_the_chat_without_its_source_cards(seeds_index):
     assert [t["role"] for t in turns] == ["user", "assistant"]
     assert turns[0]["content"] == INSTITUTE and SOURCES_CLASS not in turns[1]["content"]
 
-    reply, cards = final(respond("Who signed it?", history, index=seeds_index, seconds=0))
-    expected = rag.ask("Who signed it?", history=turns, index=seeds_index)
+    reply, cards = final(respond("Where was it signed?", history, index=seeds_index, seconds=0))
+    expected = rag.ask("Where was it signed?", history=turns, index=seeds_index)
     assert not expected.abstained
     assert reply["content"] == render_answer(expected)
     assert INSTITUTE_DOC in cards["content"]
