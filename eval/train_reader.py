@@ -181,7 +181,7 @@ def batches(examples, *, batch: int, seed: int) -> list[list[int]]:
     return out
 
 
-def collate(examples, idx, pad_id: int):
+def collate(examples, idx, *, pad_id: int, sep_id: int):
     import torch
 
     rows = [examples[i] for i in idx]
@@ -192,14 +192,11 @@ def collate(examples, idx, pad_id: int):
     for j, (toks, _, _) in enumerate(rows):
         ids[j, : len(toks)] = torch.tensor(toks)
         mask[j, : len(toks)] = 1
-        sep = toks.index(SEP_ID) + 1  # pieces after the first [SEP] are the passage: segment 1
+        sep = toks.index(sep_id) + 1  # pieces after the first [SEP] are the passage: segment 1
         types[j, sep : len(toks)] = 1
     starts = torch.tensor([r[1] for r in rows])
     ends = torch.tensor([r[2] for r in rows])
     return ids, mask, types, starts, ends
-
-
-SEP_ID = 102
 
 
 def train(args) -> None:
@@ -223,8 +220,6 @@ def train(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     base = args.base or _base_model()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    global SEP_ID
-    SEP_ID = tokenizer.sep_token_id
 
     ckpt_path = work / "checkpoint.pt"
     cache = work / f"examples-{_recipe_key(recipe)}.pt"
@@ -308,7 +303,9 @@ def train(args) -> None:
     try:
         while step < last and not stop["now"]:
             t0 = time.perf_counter()
-            ids, mask, types, starts, ends = collate(examples, plan[step], pad)
+            ids, mask, types, starts, ends = collate(
+                examples, plan[step], pad_id=pad, sep_id=tokenizer.sep_token_id
+            )
             out = model(
                 input_ids=ids,
                 attention_mask=mask,
