@@ -42,7 +42,7 @@ class Reader:
     """A span extractor over passages: ``Reader().read(question, passages)`` -> spans, best first.
 
     ``max_len`` word pieces per window (question included); a longer passage is read in windows that
-    overlap by ``stride`` pieces. Creating a Reader reads nothing; the model loads on the first read.
+    overlap by ``stride`` pieces (fewer when a long question leaves less room). Creating a Reader reads nothing; the model loads on the first read.
     """
 
     def __init__(
@@ -91,7 +91,6 @@ class Reader:
 
         tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         tok.no_padding()
-        tok.enable_truncation(self.max_len, stride=self.stride, strategy="only_second")
         return tok
 
     def warm_up(self) -> None:
@@ -106,7 +105,7 @@ class Reader:
         windows = []  # (passage, encoding)
         with self._lock:
             session, tok = self._session, self._tokenizer
-            for p, enc in enumerate(tok.encode_batch([(question, text) for text in passages])):
+            for p, enc in enumerate(self._encode(tok, question, passages)):
                 windows.extend((p, e) for e in (enc, *enc.overflowing))
             width = max(len(e.ids) for _, e in windows)
             ids = np.zeros((len(windows), width), dtype=np.int64)
@@ -126,6 +125,20 @@ class Reader:
         ]
         spans.sort(key=lambda s: -s.score)
         return spans if top is None else spans[:top]
+
+
+    def _encode(self, tok, question: str, passages: Sequence[str]):
+        """Windows of question + passage for every passage. A question longer than half a window is cut
+        to its first half-window of pieces, and windows overlap by at most half the passage pieces they
+        hold, so that every window moves forward through its passage."""
+        tok.no_truncation()
+        pieces = tok.encode(question, add_special_tokens=False)
+        cap = self.max_len // 2
+        if len(pieces.ids) > cap:
+            question = question[: pieces.offsets[cap - 1][1]]
+        room = self.max_len - min(len(pieces.ids), cap) - 3  # [CLS] question [SEP] passage [SEP]
+        tok.enable_truncation(self.max_len, stride=min(self.stride, room // 2), strategy="only_second")
+        return tok.encode_batch([(question, text) for text in passages])
 
 
 def _best_span(passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarray) -> Span | None:

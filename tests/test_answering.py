@@ -69,6 +69,13 @@ def test_a_long_passage_is_read_in_windows_and_offsets_stay_exact(reader):
     assert passage[best.start : best.end].strip(" ,.") == "Mara Quill"
 
 
+def test_a_question_longer_than_a_window_is_still_read(reader):
+    # a question of more pieces than a window holds used to crash the tokenizer's windowing
+    question = "In the town where ships were built and models were kept, " * 12 + "who founded the museum?"
+    spans = reader.read(question, [MUSEUM, ORCHARD])
+    assert spans and all(0 <= s.start < s.end for s in spans)
+
+
 def test_the_reader_reads_nothing_from_nothing(reader):
     assert reader.read("Who?", []) == []
     assert reader.read("   ", [MUSEUM]) == []
