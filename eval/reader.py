@@ -5,11 +5,14 @@
 - ``python -m eval.reader --calibrate`` fits the one threshold under which a reply declines, on the SQuAD
   *training* articles held out of training (never the dev file). Each sampled question goes through the
   whole pipeline (retrieval over all held-out paragraphs, then the reader) twice: with its gold
-  paragraph in the index, and with it withheld. Two values are fitted: the weight of a passage's retrieval
-  score beside the reader's span score (the one whose chosen spans score the best F1 with the gold paragraph
-  in the index), then the threshold: the highest that declines at most MAX_DECLINED of those questions,
-  which declines as many withheld ones as that allows. Both are written to ``calibration.json`` beside the
-  model, with the figures they were fitted on.
+  paragraph in the index, and with it withheld. First the weight of a passage's retrieval score beside the
+  reader's span log-probability when spans compete (the one whose chosen spans score the best F1 with the
+  gold paragraph in the index). Then the certainty a reply declines under (see rag.answering.certainty):
+  the chosen span's log-probability plus weights of its passage's similarity to the question and of its
+  window's no-answer log-probability, and one threshold on it. The threshold declines at most MAX_DECLINED
+  of the questions whose gold paragraph is there; of the weights on a small grid, the pair whose threshold
+  declines the most withheld questions wins. All of it is written to ``calibration.json`` beside the model,
+  with the figures it was fitted on.
 """
 
 from __future__ import annotations
@@ -65,8 +68,12 @@ def heldout_file(train: Path, model: Path) -> Path:
 
     from .train_reader import load_articles, split_articles
 
-    recipe = json.loads((model / "training.json").read_text(encoding="utf-8"))["recipe"]
-    _, held = split_articles(load_articles(train), seed=recipe["seed"], holdout=recipe["holdout_articles"])
+    stages = json.loads((model / "training.json").read_text(encoding="utf-8"))["stages"]
+    splits = {(st["recipe"]["seed"], st["recipe"]["holdout_articles"]) for st in stages}
+    if len(splits) != 1:  # then some stage trained on articles another held out
+        raise SystemExit(f"the training stages of {model} held out different articles: {sorted(splits)}")
+    ((seed, holdout),) = splits
+    _, held = split_articles(load_articles(train), seed=seed, holdout=holdout)
     out = get_settings().index_dir.parent / "eval-cache" / "squad-train-heldout.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"version": "1.1", "data": held}, ensure_ascii=False)
@@ -75,7 +82,10 @@ def heldout_file(train: Path, model: Path) -> Path:
     return out
 
 
-WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # retrieval weights tried
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # retrieval weights tried for choosing a span
+# weights tried, to decline: of the passage's similarity to the question, of the window's no-answer log-p
+SIMILARITY_WEIGHTS = (0.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0)
+NO_ANSWER_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 MAX_DECLINED = 0.08  # the threshold declines at most this share of held-out questions whose answer is there
 
 
@@ -91,57 +101,76 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
     items = sample_items(dataset.items, limit, seed=1)
     index = open_eval_index(dataset)
     reader = Reader(model)
-    gold, held = [], []  # per question: None (declined before reading) or its candidate spans
+    # per question: None (declined before reading) or one row per candidate span:
+    # log p(span), log p(no answer), passage's retrieval score, passage's similarity, EM, F1
+    gold, held = [], []
     for item in tqdm(items, desc="asking with and without the gold paragraph", unit="q"):
         for where, out in ((index, gold), (Withheld(index, item.source), held)):
             _, hits, unknown, spans = evidence(item.question, history=None, k=k, index=where, reader=reader)
-            if unknown or not hits:
+            if unknown or not hits or not spans:
                 out.append(None)
                 continue
             rows = []
             for sp in spans:
-                text = index.chunks[hits[sp.passage].chunk].text
+                hit = hits[sp.passage]
+                text = index.chunks[hit.chunk].text
                 start, end = _strip(text, sp.start, sp.end)
                 short = text[start:end]
                 rows.append(
                     (
-                        sp.score,
-                        hits[sp.passage].score,
+                        np.log(max(sp.score, 1e-12)),
+                        np.log(max(sp.no_answer, 1e-12)),
+                        hit.score,
+                        hit.dense,
                         best_exact_match(short, item.answers),
                         best_f1(short, item.answers),
                     )
                 )
-            out.append(np.array(rows).reshape(-1, 4))
+            out.append(np.array(rows))
 
-    def pick(cands, weight):  # (score, EM, F1) of the chosen span; score -1 when declined before reading
-        if cands is None or not len(cands):
-            return (-1.0, 0.0, 0.0)
-        i = int(np.argmax(np.log(np.maximum(cands[:, 0], 1e-12)) + weight * cands[:, 1]))
-        return (cands[i, 0], cands[i, 2], cands[i, 3])
+    def chosen(questions, weight):  # the row of the span each question's reply gives (None: declined)
+        return [None if c is None else c[int(np.argmax(c[:, 0] + weight * c[:, 2]))] for c in questions]
 
-    chosen = {x: np.array([pick(c, x) for c in gold]) for x in WEIGHTS}
-    weight = max(WEIGHTS, key=lambda x: float(np.mean(chosen[x][:, 2])))  # the best span choice, by F1
-    g = chosen[weight]
-    w = np.array([pick(c, weight)[0] for c in held])
-    # the highest threshold that declines at most MAX_DECLINED of the answerable questions
-    scores = np.sort(g[:, 0])
-    t = max(0.0, float(scores[int(MAX_DECLINED * len(scores))]))
-    answered = g[:, 0] >= t
+    def f1(rows):
+        return float(np.mean([0.0 if r is None else r[5] for r in rows]))
+
+    weight = max(WEIGHTS, key=lambda x: f1(chosen(gold, x)))  # the best span choice, by F1
+    g, w = chosen(gold, weight), chosen(held, weight)
+
+    def certainty(rows, sim, na):  # what rag.answering.certainty computes; -inf when declined before
+        return np.array([-np.inf if r is None else r[0] + sim * r[3] - na * r[1] for r in rows])
+
+    fits = []  # (withheld declined, similarity weight, no-answer weight, threshold)
+    for sim in SIMILARITY_WEIGHTS:
+        for na in NO_ANSWER_WEIGHTS:
+            answerable = np.sort(certainty(g, sim, na))
+            t = float(answerable[int(MAX_DECLINED * len(answerable))])  # declines at most MAX_DECLINED
+            fits.append((float(np.mean(certainty(w, sim, na) < t)), sim, na, t))
+    _, sim, na, t = max(fits)
+    answered = certainty(g, sim, na) >= t
+    em = np.array([0.0 if r is None else r[4] for r in g])
+    f = np.array([0.0 if r is None else r[5] for r in g])
     figures = {
-        "threshold": round(t, 4),
         "retrieval_weight": weight,
+        "similarity_weight": sim,
+        "no_answer_weight": na,
+        "threshold": round(t, 4),
         "fitted_on": f"{len(items)} questions over the {len(dataset.passages)} paragraphs of the training "
         f"articles held out of training, k={k}, each asked with and without its gold paragraph",
         "answerable_declined": round(float(np.mean(~answered)) * 100, 1),
-        "withheld_declined": round(float(np.mean(w < t)) * 100, 1),
-        "declined_before_reading": {"answerable": int(np.sum(g[:, 0] < 0)), "withheld": int(np.sum(w < 0))},
-        "exact_match": round(float(np.mean(np.where(answered, g[:, 1], 0.0))) * 100, 1),
-        "f1": round(float(np.mean(np.where(answered, g[:, 2], 0.0))) * 100, 1),
-        "exact_match_never_declining": round(float(np.mean(g[:, 1])) * 100, 1),
-        "f1_never_declining": round(float(np.mean(g[:, 2])) * 100, 1),
-        "f1_never_declining_by_weight": {
-            str(x): round(float(np.mean(chosen[x][:, 2])) * 100, 1) for x in WEIGHTS
+        "withheld_declined": round(float(np.mean(certainty(w, sim, na) < t)) * 100, 1),
+        "withheld_declined_by_span_score_alone": round(
+            next(d for d, s_, n_, _ in fits if s_ == 0.0 and n_ == 0.0) * 100, 1
+        ),
+        "declined_before_reading": {
+            "answerable": sum(r is None for r in g),
+            "withheld": sum(r is None for r in w),
         },
+        "exact_match": round(float(np.mean(np.where(answered, em, 0.0))) * 100, 1),
+        "f1": round(float(np.mean(np.where(answered, f, 0.0))) * 100, 1),
+        "exact_match_never_declining": round(float(np.mean(em)) * 100, 1),
+        "f1_never_declining": round(float(np.mean(f)) * 100, 1),
+        "f1_never_declining_by_weight": {str(x): round(f1(chosen(gold, x)) * 100, 1) for x in WEIGHTS},
     }
     if write:
         (model / "calibration.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

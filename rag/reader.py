@@ -7,12 +7,14 @@ turns each into a probability, so a span's score ``p(start) * p(end)`` is a prob
 spans of different passages compare on one scale. Whether to answer at all is one threshold on that score,
 fitted on held-out SQuAD training articles (``calibration.json`` beside the model).
 
-The model is an int8 ONNX graph run by onnxruntime, loaded on first use.
+The model is an ONNX graph (weights stored in fp16, computed in fp32) run by onnxruntime, loaded on first
+use.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,11 +44,12 @@ class Reader:
     """A span extractor over passages: ``Reader().read(question, passages)`` -> spans, best first.
 
     ``max_len`` word pieces per window (question included); a longer passage is read in windows that
-    overlap by ``stride`` pieces (fewer when a long question leaves less room). Creating a Reader reads nothing; the model loads on the first read.
+    overlap by ``stride`` pieces (fewer when a long question leaves less room). Creating a Reader reads
+    nothing; the model loads on the first read.
     """
 
     def __init__(
-        self, path: Path | str = MODEL_DIR, *, max_len: int = 128, stride: int = 64, threads: int = 2
+        self, path: Path | str = MODEL_DIR, *, max_len: int = 128, stride: int = 32, threads: int = 2
     ):
         self.path = Path(path)
         self.max_len = max_len
@@ -56,15 +59,17 @@ class Reader:
 
     @cached_property
     def calibration(self) -> dict:
-        """What ``python -m eval.reader --calibrate`` fitted (``calibration.json``): ``threshold``, the score
-        under which a reply declines, and ``retrieval_weight``, how much a passage's retrieval score counts
-        beside the reader's when spans of several passages compete. Empty when none was fitted."""
+        """What ``python -m eval.reader --calibrate`` fitted (``calibration.json``): ``retrieval_weight``,
+        how much a passage's retrieval score counts beside the reader's when spans of several passages
+        compete; ``threshold``, the certainty (``rag.answering.certainty``, with ``similarity_weight`` and
+        ``no_answer_weight``) under which a reply declines. Empty when none was fitted: then a reply never
+        declines for want of certainty."""
         cal = self.path / "calibration.json"
         return json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
 
     @property
     def threshold(self) -> float:
-        return float(self.calibration.get("threshold", 0.0))
+        return float(self.calibration.get("threshold", -math.inf))
 
     @property
     def retrieval_weight(self) -> float:
@@ -125,7 +130,6 @@ class Reader:
         ]
         spans.sort(key=lambda s: -s.score)
         return spans if top is None else spans[:top]
-
 
     def _encode(self, tok, question: str, passages: Sequence[str]):
         """Windows of question + passage for every passage. A question longer than half a window is cut

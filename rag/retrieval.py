@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunking import Chunk
-from .embedding import embed
+from .embedding import embed_query
 from .nlp import terms
 from .store import StoredIndex
 from .types import Citation
@@ -85,7 +85,7 @@ class Index:
             return []
         depth = min(max(CANDIDATES, 4 * k), len(self.chunks))
         if query_vector is None:
-            query_vector = embed([query])[0]
+            query_vector = embed_query(query)
         dense_scores, dense_ids = self.stored.vectors.search(query_vector.reshape(1, -1), depth)
         dense = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0], strict=True) if i >= 0}
         lexical = self._bm25_scores(query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -111,6 +112,33 @@ def test_a_question_the_documents_do_not_answer_is_declined_with_related_passage
     assert answer.abstained and answer.short_answer is None
     assert answer.text.startswith("The documents don't say.")
     assert answer.citations and not re.search(r"\[\d+\]", answer.text)
+
+
+def test_a_reply_declines_under_the_calibrated_certainty(town_index, tmp_path):
+    import json
+    import shutil
+
+    from rag.answering import answer
+    from rag.reader import MODEL_DIR
+
+    question = "Who founded the Harbour Museum?"
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    calibration = {"retrieval_weight": 0.0, "similarity_weight": 0.0, "no_answer_weight": 0.0}
+    (tmp_path / "calibration.json").write_text(json.dumps({**calibration, "threshold": -50.0}))
+    sure = answer(question, history=None, k=3, index=town_index, reader=Reader(tmp_path))
+    assert not sure.abstained and sure.short_answer == "Mara Quill"
+    # the same span, and a threshold just above its log-probability: declined
+    (tmp_path / "calibration.json").write_text(
+        json.dumps({**calibration, "threshold": math.log(sure.confidence) + 0.01})
+    )
+    unsure = answer(question, history=None, k=3, index=town_index, reader=Reader(tmp_path))
+    assert unsure.abstained and unsure.text.startswith("The documents don't say.")
+    # a weight on the passage's similarity to the question lifts it back over that threshold
+    (tmp_path / "calibration.json").write_text(
+        json.dumps({**calibration, "similarity_weight": 1.0, "threshold": math.log(sure.confidence) + 0.01})
+    )
+    assert not answer(question, history=None, k=3, index=town_index, reader=Reader(tmp_path)).abstained
 
 
 def test_a_follow_up_is_retrieved_with_the_question_before_it(town_index):

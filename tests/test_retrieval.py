@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 import rag
@@ -203,3 +204,39 @@ def test_a_passage_that_shares_only_its_seams_keeps_its_slot(tmp_path, monkeypat
     ranking = index.search(QUERY, k=3)
     assert 0 < _repeated(index, ranking) <= retrieval.MAX_REPEATED  # they do share seams
     assert hits == ranking  # the ranking as it is: each passage has its own to say
+
+
+def test_a_question_is_embedded_by_the_onnx_encoder_exactly_as_by_sentence_transformers(
+    tmp_path, monkeypatch
+):
+    from rag import embedding
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))
+    embedding.query_encoder.cache_clear()
+    try:
+        encoder = embedding.query_encoder()
+        assert encoder is not None and (embedding.encoder_dir() / "model.onnx").is_file()
+        assert embedding.encoder_dir().is_relative_to(tmp_path)
+        texts = ["Who runs the bakery?", "steam " * 300, "火山最后一次喷发是什么时候？", "a"]
+        np.testing.assert_allclose(encoder.encode(texts), embed(texts), atol=1e-5)
+    finally:
+        embedding.query_encoder.cache_clear()
+
+
+def test_a_fresh_process_answers_without_importing_torch(seeds_index_dir):
+    import subprocess
+    import sys
+
+    from rag.embedding import query_encoder
+
+    assert query_encoder() is not None  # the encoder is cached on this machine, as after a first answer
+    code = (
+        "import sys, rag; "
+        f"index = rag.open_index(index_dir={str(seeds_index_dir)!r}, source={str(SEEDS)!r}, progress=False); "
+        "answer = rag.ask('Where is FAW based?', index=index); "
+        "print(bool(answer.citations), 'torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split() == ["True", "False", "False"], out.stderr[-2000:]

@@ -92,7 +92,8 @@ def test_a_stopped_run_resumes_to_the_same_weights_and_exports_a_reader(squad, t
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
     info = json.loads((tmp_path / "reader-b" / "training.json").read_text())
-    assert info["recipe"]["questions"] == 6 and info["no_answer_examples"] >= 0
+    (stage,) = info["stages"]
+    assert stage["recipe"]["questions"] == 6 and stage["no_answer_examples"] >= 0
     text = ARTICLES[0]["paragraphs"][0]["context"]
     spans = Reader(tmp_path / "reader-b").read("Who built the mill?", [text])
     assert spans and all(0 <= s.start < s.end <= len(text) for s in spans)
@@ -102,3 +103,25 @@ def test_a_checkpoint_of_another_recipe_is_refused(squad, tmp_path):
     _run(squad, tmp_path / "w", tmp_path / "r", "--stop-after", "1")
     with pytest.raises(SystemExit, match="another recipe"):
         _run(squad, tmp_path / "w", tmp_path / "r", "--lr", "1e-3")
+
+
+def test_a_second_stage_starts_from_the_first_and_trains_on_questions_it_did_not_see(squad, tmp_path, capsys):
+    _run(squad, tmp_path / "one", tmp_path / "reader-one", "--questions", "3")
+    first = tmp_path / "one" / "model"  # the finished stage, as a starting point for another
+    assert (first / "config.json").is_file()
+    _run(
+        squad,
+        tmp_path / "two",
+        tmp_path / "reader-two",
+        "--base",
+        str(first),
+        "--skip",
+        "3",
+        "--questions",
+        "3",
+    )
+    info = json.loads((tmp_path / "reader-two" / "training.json").read_text())
+    one, two = info["stages"]  # the first stage's record comes along with its model
+    assert one["recipe"]["skip"] == 0 and two["base"] == str(first) and two["recipe"]["skip"] == 3
+    with pytest.raises(SystemExit, match="leaves no training questions"):
+        _run(squad, tmp_path / "three", tmp_path / "r3", "--skip", "100")
