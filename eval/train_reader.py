@@ -359,26 +359,15 @@ def export(model, tokenizer, out: Path, *, info: dict, keep: Path | None = None)
     import shutil
     import tempfile
 
-    import torch
+    from rag import bert_onnx
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model = model.float().eval()
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    sample = tuple(torch.ones((1, 16), dtype=torch.long) for _ in names)
     with tempfile.TemporaryDirectory() as scratch:
         graph = Path(scratch) / "model-fp32.onnx"
-        torch.onnx.export(
-            model,
-            sample,
-            str(graph),
-            input_names=names,
-            output_names=["start_logits", "end_logits"],
-            dynamic_axes={n: {0: "batch", 1: "pieces"} for n in [*names, "start_logits", "end_logits"]},
-            opset_version=17,
-            dynamo=False,
-        )
+        bert_onnx.export(model, graph, ["start_logits", "end_logits"])
         store_fp16(graph, tmp / "model.onnx")
     if keep is not None:
         model.save_pretrained(keep)

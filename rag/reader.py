@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bert_onnx
+
 MODEL_DIR = Path(__file__).resolve().parent / "models" / "reader"
 MAX_ANSWER_PIECES = 30  # a span longer than this many word pieces is never an answer
 TOP_PIECES = 20  # start and end candidates tried per window
@@ -83,12 +85,7 @@ class Reader:
                 f"no reader model at {model}: reinstall the package, "
                 "or train one with python -m eval.train_reader"
             )
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        return bert_onnx.session(model, threads=self.threads)
 
     @cached_property
     def _tokenizer(self):
@@ -112,17 +109,8 @@ class Reader:
             session, tok = self._session, self._tokenizer
             for p, enc in enumerate(self._encode(tok, question, passages)):
                 windows.extend((p, e) for e in (enc, *enc.overflowing))
-            width = max(len(e.ids) for _, e in windows)
-            ids = np.zeros((len(windows), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            types = np.zeros_like(ids)
-            for row, (_, e) in enumerate(windows):
-                n = len(e.ids)
-                ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
-            starts, ends = session.run(
-                ["start_logits", "end_logits"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
-            )
+            feed = bert_onnx.batch([e for _, e in windows])
+            starts, ends = session.run(["start_logits", "end_logits"], feed)
         spans = [
             span
             for row, (p, e) in enumerate(windows)
