@@ -92,7 +92,7 @@ MAX_DECLINED = 0.08  # the threshold declines at most this share of held-out que
 def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = True) -> dict:
     from tqdm import tqdm
 
-    from rag.answering import _strip, evidence
+    from rag.answering import _strip, certainty, choose, evidence
     from rag.reader import Reader
 
     from .run import Withheld, open_eval_index
@@ -101,8 +101,7 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
     items = sample_items(dataset.items, limit, seed=1)
     index = open_eval_index(dataset)
     reader = Reader(model)
-    # per question: None (declined before reading) or one row per candidate span:
-    # log p(span), log p(no answer), passage's retrieval score, passage's similarity, EM, F1
+    # per question: None (declined before reading) or (spans, hits, {span: (EM, F1) of its answer})
     gold, held = [], []
     for item in tqdm(items, desc="asking with and without the gold paragraph", unit="q"):
         for where, out in ((index, gold), (Withheld(index, item.source), held)):
@@ -110,46 +109,40 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
             if unknown or not hits or not spans:
                 out.append(None)
                 continue
-            rows = []
+            quality = {}
             for sp in spans:
-                hit = hits[sp.passage]
-                text = index.chunks[hit.chunk].text
-                start, end = _strip(text, sp.start, sp.end)
-                short = text[start:end]
-                rows.append(
-                    (
-                        np.log(max(sp.score, 1e-12)),
-                        np.log(max(sp.no_answer, 1e-12)),
-                        hit.score,
-                        hit.dense,
-                        best_exact_match(short, item.answers),
-                        best_f1(short, item.answers),
-                    )
-                )
-            out.append(np.array(rows))
+                text = index.chunks[hits[sp.passage].chunk].text
+                short = text[slice(*_strip(text, sp.start, sp.end))]
+                quality[sp] = (best_exact_match(short, item.answers), best_f1(short, item.answers))
+            out.append((spans, hits, quality))
 
-    def chosen(questions, weight):  # the row of the span each question's reply gives (None: declined)
-        return [None if c is None else c[int(np.argmax(c[:, 0] + weight * c[:, 2]))] for c in questions]
+    def chosen(questions, weight):  # (span, hit, EM, F1) of the span each reply gives; None: declined
+        picks = []
+        for q in questions:
+            best = None if q is None else choose(q[0], q[1], weight)
+            picks.append(None if best is None else (best, q[1][best.passage], *q[2][best]))
+        return picks
 
-    def f1(rows):
-        return float(np.mean([0.0 if r is None else r[5] for r in rows]))
+    def f1(picks):
+        return float(np.mean([0.0 if p is None else p[3] for p in picks]))
 
     weight = max(WEIGHTS, key=lambda x: f1(chosen(gold, x)))  # the best span choice, by F1
     g, w = chosen(gold, weight), chosen(held, weight)
 
-    def certainty(rows, sim, na):  # what rag.answering.certainty computes; -inf when declined before
-        return np.array([-np.inf if r is None else r[0] + sim * r[3] - na * r[1] for r in rows])
+    def sure(picks, sim, na):  # each reply's certainty as answering computes it; -inf: declined before
+        cal = {"similarity_weight": sim, "no_answer_weight": na}
+        return np.array([-np.inf if p is None else certainty(p[0], p[1], cal) for p in picks])
 
     fits = []  # (withheld declined, similarity weight, no-answer weight, threshold)
     for sim in SIMILARITY_WEIGHTS:
         for na in NO_ANSWER_WEIGHTS:
-            answerable = np.sort(certainty(g, sim, na))
+            answerable = np.sort(sure(g, sim, na))
             t = float(answerable[int(MAX_DECLINED * len(answerable))])  # declines at most MAX_DECLINED
-            fits.append((float(np.mean(certainty(w, sim, na) < t)), sim, na, t))
+            fits.append((float(np.mean(sure(w, sim, na) < t)), sim, na, t))
     _, sim, na, t = max(fits)
-    answered = certainty(g, sim, na) >= t
-    em = np.array([0.0 if r is None else r[4] for r in g])
-    f = np.array([0.0 if r is None else r[5] for r in g])
+    answered = sure(g, sim, na) >= t
+    em = np.array([0.0 if p is None else p[2] for p in g])
+    f = np.array([0.0 if p is None else p[3] for p in g])
     figures = {
         "retrieval_weight": weight,
         "similarity_weight": sim,
@@ -158,13 +151,13 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
         "fitted_on": f"{len(items)} questions over the {len(dataset.passages)} paragraphs of the training "
         f"articles held out of training, k={k}, each asked with and without its gold paragraph",
         "answerable_declined": round(float(np.mean(~answered)) * 100, 1),
-        "withheld_declined": round(float(np.mean(certainty(w, sim, na) < t)) * 100, 1),
+        "withheld_declined": round(float(np.mean(sure(w, sim, na) < t)) * 100, 1),
         "withheld_declined_by_span_score_alone": round(
             next(d for d, s_, n_, _ in fits if s_ == 0.0 and n_ == 0.0) * 100, 1
         ),
         "declined_before_reading": {
-            "answerable": sum(r is None for r in g),
-            "withheld": sum(r is None for r in w),
+            "answerable": sum(p is None for p in g),
+            "withheld": sum(p is None for p in w),
         },
         "exact_match": round(float(np.mean(np.where(answered, em, 0.0))) * 100, 1),
         "f1": round(float(np.mean(np.where(answered, f, 0.0))) * 100, 1),

@@ -1,4 +1,4 @@
-"""Stage 7: the reply - retrieve, read, and answer with a short span and the sentence it stands in.
+"""Stage 8: the reply - retrieve, read, and answer with a short span and the sentence it stands in.
 
 1. Read the question (:mod:`rag.question`): a follow-up is retrieved with the question before it.
 2. Retrieve ``k`` passages (:mod:`rag.retrieval`); the reader (:mod:`rag.reader`) reads the best READ of
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Mapping
 
 from .nlp import terms
 from .question import read_question
@@ -56,7 +57,7 @@ def answer(
         text = f"{ABSTAIN_TEXT} They never mention {_listing(unknown)}."
         return Answer(text, True, related, None, q.kind)
     best = choose(spans, hits, reader.retrieval_weight)
-    if best is None or certainty(best, hits[best.passage], reader) < reader.threshold:
+    if best is None or certainty(best, hits[best.passage], reader.calibration) < reader.threshold:
         return Answer(f"{ABSTAIN_TEXT} {RELATED}", True, related, None, q.kind, _score(best))
     return _reply(best, hits, index, q.kind)
 
@@ -83,15 +84,15 @@ def choose(spans: list[Span], hits: list[Hit], retrieval_weight: float) -> Span 
     )
 
 
-def certainty(span: Span, hit: Hit, reader: Reader) -> float:
-    """How sure a reply may be of ``span``; under ``reader.threshold`` it declines. The span's
-    log-probability, plus the calibrated weights of its passage's similarity to the question (low when no
-    passage is about the question) and of the log-probability its window gives to "no answer"."""
-    cal = reader.calibration
+def certainty(span: Span, hit: Hit, calibration: Mapping[str, float]) -> float:
+    """How sure a reply may be of ``span``; under the reader's threshold it declines. The span's
+    log-probability, plus the calibrated weights (``calibration``, as in ``Reader.calibration``) of its
+    passage's similarity to the question (low when no passage is about the question) and of the
+    log-probability its window gives to "no answer"."""
     return (
         math.log(max(span.score, 1e-12))
-        + float(cal.get("similarity_weight", 0.0)) * hit.dense
-        - float(cal.get("no_answer_weight", 0.0)) * math.log(max(span.no_answer, 1e-12))
+        + float(calibration.get("similarity_weight", 0.0)) * hit.dense
+        - float(calibration.get("no_answer_weight", 0.0)) * math.log(max(span.no_answer, 1e-12))
     )
 
 

@@ -1,4 +1,4 @@
-"""Stage 5: read the question - what retrieval is given, and what the reader is asked.
+"""Stage 6: read the question - what retrieval is given, and what the reader is asked.
 
 A follow-up ("And when was it founded?", "What about Hongqi?") is retrieved with the user's previous
 question in front of it, so the passages about "it" come back; the reader is asked the question as typed.

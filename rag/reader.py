@@ -1,4 +1,4 @@
-"""Stage 6: read the retrieved passages and point at the words that answer - a trained span extractor.
+"""Stage 7: read the retrieved passages and point at the words that answer - a trained span extractor.
 
 The model (``rag/models/reader``, trained by ``python -m eval.train_reader``; see its model card) reads the
 question and a window of a passage and gives every word piece a start and an end logit; the ``[CLS]`` piece

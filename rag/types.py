@@ -75,7 +75,7 @@ class Answer:
 
     ``short_answer`` is the bare extracted answer ("March 31, 2021"); ``text`` is the chat reply,
     whose ``[n]`` marks refer to ``citations[n-1]``. ``confidence`` is the reader's probability for the
-    best span it found (also when it declined: then it was under the threshold); None when nothing was read.
+    best span it found (also when it declined for want of certainty); None when nothing was read.
     """
 
     text: str
