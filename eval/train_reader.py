@@ -367,7 +367,9 @@ def export(model, tokenizer, out: Path, *, info: dict, keep: Path | None = None)
     model = model.float().eval()
     with tempfile.TemporaryDirectory() as scratch:
         graph = Path(scratch) / "model-fp32.onnx"
+        model.set_attn_implementation("eager")  # the attention pattern onnxruntime's fusion knows
         bert_onnx.export(model, graph, ["start_logits", "end_logits"])
+        bert_onnx.fuse(graph, model.config)
         store_fp16(graph, tmp / "model.onnx")
     if keep is not None:
         model.save_pretrained(keep)

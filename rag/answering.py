@@ -15,6 +15,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 
 from .nlp import terms
 from .question import read_question
@@ -70,18 +71,34 @@ def evidence(question: str, *, history: list[dict] | None, k: int, index: Index,
     unknown = [word for word in names(q.text) if not all(t in index.idf for t in terms(word))]
     if not hits or unknown:
         return q, hits, unknown, []
-    return q, hits, unknown, reader.read(q.text, [index.chunks[h.chunk].text for h in hits[:READ]], top=None)
+    return q, hits, unknown, _read(reader, q.text, hits[:READ], index)
+
+
+def _read(reader: Reader, question: str, hits: list[Hit], index: Index) -> list[Span]:
+    """The reader's spans of the passages of ``hits``, read one passage at a time, best hit first. A span's
+    log-probability is at most 0, so once the best choice so far beats ``retrieval_weight`` times every
+    unread passage's score, no span of theirs could be chosen: they are left unread, and ``choose`` picks
+    the same span as if every passage had been read."""
+    w = reader.retrieval_weight
+    spans: list[Span] = []
+    for i, hit in enumerate(hits):
+        best = choose(spans, hits, w)
+        if best is not None and _merit(best, hits, w) >= w * max(h.score for h in hits[i:]):
+            break
+        read = reader.read(question, [index.chunks[hit.chunk].text], top=None)
+        spans.extend(replace(s, passage=i) for s in read)
+    return spans
 
 
 def choose(spans: list[Span], hits: list[Hit], retrieval_weight: float) -> Span | None:
     """The span with the best log-probability plus ``retrieval_weight`` times its passage's retrieval
     score: a confident span in a passage that matches the question well beats one in a passage that
     barely does."""
-    return max(
-        spans,
-        key=lambda s: math.log(max(s.score, 1e-12)) + retrieval_weight * hits[s.passage].score,
-        default=None,
-    )
+    return max(spans, key=lambda s: _merit(s, hits, retrieval_weight), default=None)
+
+
+def _merit(span: Span, hits: list[Hit], retrieval_weight: float) -> float:
+    return math.log(max(span.score, 1e-12)) + retrieval_weight * hits[span.passage].score
 
 
 def certainty(span: Span, hit: Hit, calibration: Mapping[str, float]) -> float:

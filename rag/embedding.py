@@ -143,7 +143,8 @@ class QueryEncoder:
     def __init__(self, folder: Path, *, threads: int = 2):
         from tokenizers import Tokenizer
 
-        self._session = bert_onnx.session(folder / "model.onnx", threads=threads)
+        # not spinning: the reader runs right after a question is embedded and needs the cores
+        self._session = bert_onnx.session(folder / "model.onnx", threads=threads, spin=False)
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_PIECES)

@@ -141,6 +141,40 @@ def test_a_reply_declines_under_the_calibrated_certainty(town_index, tmp_path):
     assert not answer(question, history=None, k=3, index=town_index, reader=Reader(tmp_path)).abstained
 
 
+class CountingReader(Reader):
+    """The shipped reader, counting the passages it is given."""
+
+    passages_read = 0
+
+    def read(self, question, passages, *, top=5):
+        self.passages_read += len(passages)
+        return super().read(question, passages, top=top)
+
+
+def test_a_passage_that_cannot_win_is_left_unread_and_the_choice_is_the_same(town_index, tmp_path):
+    import json
+    import shutil
+
+    from rag.answering import choose, evidence
+    from rag.reader import MODEL_DIR
+
+    question = "Who founded the Harbour Museum?"
+    reader = CountingReader()
+    q, hits, _, spans = evidence(question, history=None, k=3, index=town_index, reader=reader)
+    assert len(hits) == 2 and reader.passages_read == 1
+    everything = reader.read(q.text, [town_index.chunks[h.chunk].text for h in hits], top=None)
+    best = choose(spans, hits, reader.retrieval_weight)
+    assert best == choose(everything, hits, reader.retrieval_weight)
+    assert town_index.chunks[hits[best.passage].chunk].text[best.start : best.end] == "Mara Quill"
+    # with no weight on retrieval, any passage could hold a more probable span: both are read
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    (tmp_path / "calibration.json").write_text(json.dumps({"retrieval_weight": 0.0}))
+    unweighted = CountingReader(tmp_path)
+    evidence(question, history=None, k=3, index=town_index, reader=unweighted)
+    assert unweighted.passages_read == 2
+
+
 def test_a_follow_up_is_retrieved_with_the_question_before_it(town_index):
     history = [
         {"role": "user", "content": "Who planted Lindell Orchard?"},
