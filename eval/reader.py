@@ -105,7 +105,10 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
     gold, held = [], []
     for item in tqdm(items, desc="asking with and without the gold paragraph", unit="q"):
         for where, out in ((index, gold), (Withheld(index, item.source), held)):
-            _, hits, unknown, spans = evidence(item.question, history=None, k=k, index=where, reader=reader)
+            # every passage read: spans are chosen below under other retrieval weights than the reader's
+            _, hits, unknown, spans = evidence(
+                item.question, history=None, k=k, index=where, reader=reader, every=True
+            )
             if unknown or not hits or not spans:
                 out.append(None)
                 continue

@@ -63,18 +63,21 @@ def answer(
     return _reply(best, hits, index, q.kind)
 
 
-def evidence(question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader):
+def evidence(
+    question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader, every: bool = False
+):
     """The question read, the passages retrieved, the names it gives that no document holds, and the
-    reader's spans (best of each window; none read when a name is unknown)."""
+    reader's spans (best of each window; none read when a name is unknown). Passages whose spans could not
+    be chosen are left unread, unless ``every`` passage is to be read (to weigh them another way)."""
     q = read_question(question, history)
     hits = index.search(q.query, k=k)
     unknown = [word for word in names(q.text) if not all(t in index.idf for t in terms(word))]
     if not hits or unknown:
         return q, hits, unknown, []
-    return q, hits, unknown, _read(reader, q.text, hits[:READ], index)
+    return q, hits, unknown, _read(reader, q.text, hits[:READ], index, every=every)
 
 
-def _read(reader: Reader, question: str, hits: list[Hit], index: Index) -> list[Span]:
+def _read(reader: Reader, question: str, hits: list[Hit], index: Index, *, every: bool) -> list[Span]:
     """The reader's spans of the passages of ``hits``, read one passage at a time, best hit first. A span's
     log-probability is at most 0, so once the best choice so far beats ``retrieval_weight`` times every
     unread passage's score, no span of theirs could be chosen: they are left unread, and ``choose`` picks
@@ -83,7 +86,7 @@ def _read(reader: Reader, question: str, hits: list[Hit], index: Index) -> list[
     spans: list[Span] = []
     for i, hit in enumerate(hits):
         best = choose(spans, hits, w)
-        if best is not None and _merit(best, hits, w) >= w * max(h.score for h in hits[i:]):
+        if not every and best is not None and _merit(best, hits, w) >= w * max(h.score for h in hits[i:]):
             break
         read = reader.read(question, [index.chunks[hit.chunk].text], top=None)
         spans.extend(replace(s, passage=i) for s in read)

