@@ -366,14 +366,14 @@ def _ours_store_encoder(replacement: Callable) -> Iterator[None]:
     """Swap the encoder that index building calls, for the synthetic corpus only.
 
     That encoder is ``rag.embedding.encode_passages(texts, sentence_spans, *, progress=False)`` returning
-    ``(passage vectors, sentence vectors)`` (unit float32 rows of dimension 384), and ``rag.store`` imports
-    it by name, so the name is replaced in ``rag.store``, where it is used.
+    ``(passage vectors, sentence vectors)`` (unit float32 rows of dimension 384), and ``rag.batches`` imports
+    it by name, so the name is replaced in ``rag.batches``, where it is used.
     """
-    import rag.store
+    import rag.batches
 
-    real = rag.store.encode_passages
-    rag.store.encode_passages = replacement
+    real = rag.batches.encode_passages
+    rag.batches.encode_passages = replacement
     try:
         yield
     finally:
-        rag.store.encode_passages = real
+        rag.batches.encode_passages = real

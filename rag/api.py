@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 
 from .answering import answer
+from .build import sync
 from .config import MAX_QUESTION_CHARS, SESSIONS, UPLOADS, ChunkSettings, get_settings
 from .documents import SourceFile, read_source, scan_documents
 from .errors import InvalidQuestion, SourceNotFound
 from .retrieval import Index
-from .store import sync
 from .types import Answer, Citation, Document
 
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")

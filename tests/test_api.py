@@ -7,7 +7,7 @@ import re
 import pytest
 
 import rag
-from rag import store
+from rag import batches
 from rag.config import MAX_QUESTION_CHARS, PROJECT_ROOT
 
 SEEDS = PROJECT_ROOT / "seeds"
@@ -139,7 +139,7 @@ def test_ask_opens_the_configured_index_without_rebuilding_it(seeds_env, monkeyp
     def no_embedding(texts, spans, **kwargs):
         raise AssertionError(f"the index was rebuilt: embedded {len(texts)} texts")
 
-    monkeypatch.setattr(store, "encode_passages", no_embedding)
+    monkeypatch.setattr(batches, "encode_passages", no_embedding)
     answer = rag.ask(FOUNDED)
     assert answer.citations[0].source == INSTITUTE_DOC
     assert answer.short_answer == "March 31, 2021"

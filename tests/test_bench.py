@@ -265,15 +265,15 @@ def test_replicated_vectors_stay_near_their_source():
 
 
 def test_synthetic_encoder_patch_swaps_and_restores_the_store_encoder():
-    import rag.store
+    import rag.batches
 
-    real = rag.store.encode_passages
+    real = rag.batches.encode_passages
     fake = bench_systems._fake_unit_vectors(0)
     with bench_systems._ours_store_encoder(fake):
-        assert rag.store.encode_passages is fake
+        assert rag.batches.encode_passages is fake
         spans = [[(0, 1)], [], [(0, 1)]]
-        vectors, sentences = rag.store.encode_passages(["a", "b", "c"], spans, progress=False)
-    assert rag.store.encode_passages is real
+        vectors, sentences = rag.batches.encode_passages(["a", "b", "c"], spans, progress=False)
+    assert rag.batches.encode_passages is real
     assert vectors.shape == (3, bench_ann.DIMENSION) and vectors.dtype == np.float32
     assert sentences.shape == (2, bench_ann.DIMENSION)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from index.__main__ import main as index_main
 from rag.__main__ import main as rag_main
 from rag.config import PROJECT_ROOT
@@ -27,6 +29,7 @@ def run(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_rag_answers_a_question_with_its_source(tmp_path, seeds_env):
     # seeds_env: RAG_INDEX_DIR is a tmp copy of the session's seeds index, so the command only loads it
     result = run("rag", FOUNDED, cwd=tmp_path, RAG_INDEX_DIR=str(seeds_env), RAG_SOURCE_DIR=str(SEEDS))
@@ -36,6 +39,7 @@ def test_rag_answers_a_question_with_its_source(tmp_path, seeds_env):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_index_build_writes_an_index(tmp_path, tiny_source):
     out = tmp_path / "built"
     result = run("index", "build", "--source", str(tiny_source), "--out", str(out), cwd=tmp_path)
@@ -47,6 +51,7 @@ def test_index_build_writes_an_index(tmp_path, tiny_source):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["built", "docs"]  # nothing else written
 
 
+@pytest.mark.slow
 def test_index_build_reads_every_format_in_sub_folders_and_names_what_it_skips(tmp_path, make_pdf):
     source = tmp_path / "corpus"
     (source / "web").mkdir(parents=True)
@@ -125,6 +130,7 @@ def test_index_build_into_an_unwritable_place_is_a_one_line_error(tmp_path, tiny
     assert index_main(["build", "--source", str(tiny_source), "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_a_killed_build_resumes_where_it_stopped(tmp_path):
     import signal
     import time

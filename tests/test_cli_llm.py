@@ -9,6 +9,7 @@ import json
 import re
 import socket
 
+import pytest
 from fake_llm import Say
 from test_cli import FOUNDED, run
 
@@ -57,6 +58,7 @@ def test_no_llm_keeps_the_extractive_answer(fake, seeds_env, capsys, quiet_rag_l
     assert capsys.readouterr().out.startswith("March 31, 2021.\n") and fake.requests == []
 
 
+@pytest.mark.slow
 def test_rag_reads_the_server_from_the_environment(fake, tmp_path, seeds_env):
     fake.then(Say("It was founded on March 31, 2021 [1]."))
     result = run(
@@ -80,6 +82,7 @@ def test_rag_refuses_a_bad_timeout(seeds_env, capsys, quiet_rag_logger, monkeypa
     assert "RAG_LLM_TIMEOUT" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_llm_scores_the_generative_path_alike(fake, seeds_env, capsys, tmp_path, quiet_rag_logger):
     fake.default = Say("The answer is March 31, 2021 [1][6].")
     report = tmp_path / "report.json"

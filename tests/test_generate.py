@@ -302,7 +302,10 @@ FAILURES = {
 }
 
 
-@pytest.mark.parametrize("case", FAILURES)
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.slow) if c in ("silence", "slow stream") else c for c in FAILURES],
+)
 def test_any_server_failure_gives_the_extracted_answer_with_a_notice(fake, seeds_index, case):
     step, says = FAILURES[case]
     fake.then(step)

@@ -103,6 +103,7 @@ def test_links_to_files_outside_the_source_folder_are_never_read(tmp_path, tiny_
     assert texts and not any("zebra" in t for t in texts)
 
 
+@pytest.mark.slow
 def test_an_index_inside_its_source_folder_is_not_read_as_documents(tmp_path, tiny_source):
     out = tiny_source / "index"
     (out / "uploads").mkdir(parents=True)  # what the chat stores there
@@ -138,6 +139,7 @@ def test_an_index_is_not_written_into_its_folder_of_documents(tmp_path, tiny_sou
 # --- size ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_text_without_sentence_ends_is_cut_into_passages_within_the_budget():
     words = " ".join(f"word{i} lorem ipsum dolor" for i in range(12_000))  # ~240 KB, not one full stop
     doc = make_document("blob.txt", "Blob\n\n" + words + "\n")
@@ -151,6 +153,7 @@ def test_text_without_sentence_ends_is_cut_into_passages_within_the_budget():
     assert "word0 " in covered and "word11999 " in covered
 
 
+@pytest.mark.slow
 def test_a_text_longer_than_spacy_takes_is_split_into_sentences():
     text = "The mill turns. " * 70_000  # 1.12 million characters: spaCy alone refuses it (E088)
     sentences = split(text, [(0, len(text.rstrip()))])

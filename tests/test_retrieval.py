@@ -206,6 +206,7 @@ def test_a_passage_that_shares_only_its_seams_keeps_its_slot(tmp_path, monkeypat
     assert hits == ranking  # the ranking as it is: each passage has its own to say
 
 
+@pytest.mark.slow
 def test_a_question_is_embedded_by_the_onnx_encoder_exactly_as_by_sentence_transformers(
     tmp_path, monkeypatch
 ):
@@ -223,6 +224,7 @@ def test_a_question_is_embedded_by_the_onnx_encoder_exactly_as_by_sentence_trans
         embedding.query_encoder.cache_clear()
 
 
+@pytest.mark.slow
 def test_a_fresh_process_answers_without_importing_torch(seeds_index_dir):
     import subprocess
     import sys

@@ -8,7 +8,6 @@ import logging
 import shutil
 import threading
 import time
-import types
 from dataclasses import asdict
 
 import faiss
@@ -16,11 +15,12 @@ import numpy as np
 import pytest
 
 import rag
-from rag import store
+from rag import batches, build, store
 from rag.chunking import chunk_document
 from rag.config import ChunkSettings
 from rag.documents import make_document
 from rag.embedding import embed, encode_passages
+from rag.generation import ivf_lists
 
 DEFAULT = ChunkSettings()
 SMALL = ChunkSettings(max_tokens=40, overlap_tokens=10)
@@ -58,7 +58,7 @@ class EmbedRecorder:
 @pytest.fixture
 def recorder(monkeypatch) -> EmbedRecorder:
     rec = EmbedRecorder()
-    monkeypatch.setattr(store, "encode_passages", rec)
+    monkeypatch.setattr(batches, "encode_passages", rec)
     return rec
 
 
@@ -93,7 +93,7 @@ def assert_vectors_match_texts(loaded: store.StoredIndex) -> None:
 def built_tiny(tmp_path_factory, tiny_corpus):
     """The tiny corpus, indexed once for the tests that damage a copy of it."""
     out = tmp_path_factory.mktemp("tiny-index")
-    store.sync([make_document(n, t) for n, t in tiny_corpus.items()], out, DEFAULT, progress=False)
+    build.sync([make_document(n, t) for n, t in tiny_corpus.items()], out, DEFAULT, progress=False)
     return out
 
 
@@ -105,7 +105,7 @@ def tiny_copy(built_tiny, tmp_path):
 
 
 def test_build_then_load_round_trip(tmp_path, tiny_docs):
-    built = store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    built = build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     loaded = store.load(tmp_path / "index", DEFAULT)
     assert list(loaded.chunks) == list(built.chunks) == [c for d in tiny_docs for c in chunk_document(d)]
     np.testing.assert_array_equal(loaded.sentence_first, built.sentence_first)
@@ -130,7 +130,7 @@ def test_build_then_load_round_trip(tmp_path, tiny_docs):
 
 
 def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
-    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     files = snapshot(tmp_path / "index")
     gen = generation(tmp_path / "index").name
     names = ("manifest.json", "chunks.jsonl", "chunks.offsets.npy", "chunks.faiss")
@@ -150,7 +150,7 @@ def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
 
 def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny_docs, recorder):
     index_dir = tmp_path / "index"
-    before = store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    before = build.sync(tiny_docs, index_dir, DEFAULT, progress=False)
     bakery_vectors = [
         before.vectors.reconstruct(i) for i, c in enumerate(before.chunks) if c.doc_id == "bakery.txt"
     ]
@@ -159,7 +159,7 @@ def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny
     # bakery and library unchanged, railway changed, volcano removed, lighthouse added
     docs = [d for d in tiny_docs if d.id in ("bakery.txt", "library.txt")] + [LIGHTHOUSE, NEW_RAILWAY]
     docs.sort(key=lambda d: d.id)
-    after = store.sync(docs, index_dir, DEFAULT, progress=False)
+    after = build.sync(docs, index_dir, DEFAULT, progress=False)
 
     assert recorder.texts == embedded_texts([LIGHTHOUSE, NEW_RAILWAY])
     assert after.manifest["documents"].keys() == {
@@ -178,19 +178,19 @@ def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny
 
 
 def test_sync_without_changes_embeds_nothing_and_keeps_the_generation(tmp_path, tiny_docs, recorder):
-    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     files = snapshot(tmp_path / "index")
     recorder.calls.clear()
-    again = store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    again = build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     assert recorder.texts == []
     assert snapshot(tmp_path / "index") == files
     assert len(again.chunks) == len(tiny_docs)
 
 
 def test_removing_a_document_embeds_nothing(tmp_path, tiny_docs, recorder):
-    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     recorder.calls.clear()
-    after = store.sync(tiny_docs[:-1], tmp_path / "index", DEFAULT, progress=False)
+    after = build.sync(tiny_docs[:-1], tmp_path / "index", DEFAULT, progress=False)
     assert recorder.texts == []
     assert {c.doc_id for c in after.chunks} == {d.id for d in tiny_docs[:-1]}
     assert_vectors_match_texts(after)
@@ -198,7 +198,7 @@ def test_removing_a_document_embeds_nothing(tmp_path, tiny_docs, recorder):
 
 def test_other_chunker_settings_mismatch_on_load_and_rebuild_on_open(tmp_path, tiny_docs, recorder, caplog):
     index_dir = tmp_path / "index"
-    store.sync(tiny_docs, index_dir, SMALL, progress=False)
+    build.sync(tiny_docs, index_dir, SMALL, progress=False)
     with pytest.raises(rag.IndexMismatch, match="chunker") as err:
         store.load(index_dir, DEFAULT)
     assert "python -m index build" in str(err.value)
@@ -233,7 +233,7 @@ def test_manifest_of_another_format_or_model_is_a_mismatch(tiny_copy, key, value
 
 def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, tiny_docs, monkeypatch):
     index_dir = tmp_path / "index"
-    before = store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    before = build.sync(tiny_docs, index_dir, DEFAULT, progress=False)
     files = snapshot(index_dir)
 
     def crash(tokens, path):
@@ -241,9 +241,9 @@ def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, 
         (path / "half.npy").write_text("half a file", encoding="utf-8")
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "_save_bm25", crash)
+    monkeypatch.setattr("rag.generation._save_bm25", crash)
     with pytest.raises(rag.IndexUpdateFailed, match="disk full"):
-        store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+        build.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
 
     # not a byte of the index changed and no temporary directory is left; the finished embedding
     # work waits under build/ for the next build
@@ -252,7 +252,7 @@ def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, 
     assert list(store.load(index_dir, DEFAULT).chunks) == list(before.chunks)
 
     monkeypatch.undo()  # the next build succeeds and moves on
-    after = store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+    after = build.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
     assert "lighthouse.txt" in after.manifest["documents"]
 
 
@@ -302,28 +302,28 @@ def test_open_index_rebuilds_a_corrupt_index(tiny_copy, tiny_docs):
 
 def test_duplicate_document_ids_are_refused(tmp_path, tiny_docs):
     with pytest.raises(ValueError, match="unique"):
-        store.sync([*tiny_docs, tiny_docs[0]], tmp_path / "index", DEFAULT, progress=False)
+        build.sync([*tiny_docs, tiny_docs[0]], tmp_path / "index", DEFAULT, progress=False)
     assert not (tmp_path / "index").exists()
 
 
 def test_two_builds_in_the_same_second_both_succeed(tmp_path, tiny_docs, monkeypatch):
     # the clock stands still: what happens whenever a small update follows a build within a second
-    monkeypatch.setattr(store, "time", types.SimpleNamespace(strftime=lambda fmt, *args: "20240101000000"))
-    store.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
-    after = store.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "index", DEFAULT, progress=False)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *args: "20240101000000")
+    build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
+    after = build.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "index", DEFAULT, progress=False)
     assert "lighthouse.txt" in after.manifest["documents"]
 
 
 def test_an_interrupted_build_resumes_without_redoing_finished_batches(tmp_path, tiny_docs, recorder):
     index_dir = tmp_path / "index"
-    before = store.sync(tiny_docs[:1], index_dir, DEFAULT, progress=False)
+    before = build.sync(tiny_docs[:1], index_dir, DEFAULT, progress=False)
     files = snapshot(index_dir)
     recorder.calls.clear()
     recorder.fail_on = 3  # killed while embedding the third batch
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store, "BATCH_CHUNKS", 1)  # one document per batch
+        mp.setattr(batches, "BATCH_CHUNKS", 1)  # one document per batch
         with pytest.raises(KeyboardInterrupt):
-            store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+            build.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
     finished = list(recorder.texts)
     assert finished == embedded_texts(tiny_docs[1:3])
     # the index in use is untouched
@@ -332,7 +332,7 @@ def test_an_interrupted_build_resumes_without_redoing_finished_batches(tmp_path,
 
     recorder.calls.clear()
     recorder.fail_on = None
-    after = store.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
+    after = build.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
     assert recorder.texts == embedded_texts([*tiny_docs[3:], LIGHTHOUSE])  # only what was left
     assert list(after.chunks) == [c for d in [*tiny_docs, LIGHTHOUSE] for c in chunk_document(d)]
     assert_vectors_match_texts(after)
@@ -343,12 +343,12 @@ def test_a_batch_from_a_build_with_other_settings_is_not_reused(tmp_path, tiny_d
     index_dir = tmp_path / "index"
     recorder.fail_on = 2
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store, "BATCH_CHUNKS", 1)
+        mp.setattr(batches, "BATCH_CHUNKS", 1)
         with pytest.raises(KeyboardInterrupt):
-            store.sync(tiny_docs, index_dir, SMALL, progress=False)
+            build.sync(tiny_docs, index_dir, SMALL, progress=False)
     recorder.calls.clear()
     recorder.fail_on = None
-    store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+    build.sync(tiny_docs, index_dir, DEFAULT, progress=False)
     assert recorder.texts == embedded_texts(tiny_docs)
 
 
@@ -364,7 +364,7 @@ def test_the_passage_table_is_read_lazily(tiny_copy):
 
 def test_large_indexes_switch_to_an_ivf_index_that_finds_the_same_passages(tmp_path, tiny_docs, monkeypatch):
     flat = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "flat", progress=False)
-    monkeypatch.setattr(store, "IVF_FROM", 2)
+    monkeypatch.setattr("rag.generation.IVF_FROM", 2)
     ivf = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "ivf", progress=False)
     assert flat.stored.manifest["vector_index"] == {"kind": "flat"}
     assert ivf.stored.manifest["vector_index"] == {"kind": "ivf", "lists": 1, "nprobe": 1}
@@ -372,13 +372,13 @@ def test_large_indexes_switch_to_an_ivf_index_that_finds_the_same_passages(tmp_p
     for query in ("sourdough loaves", "steam locomotive over a viaduct", "lava and ash"):
         assert [h.chunk for h in ivf.search(query, k=3)] == [h.chunk for h in flat.search(query, k=3)]
     # an incremental update copies the vectors out of the IVF index
-    after = store.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "ivf", DEFAULT, progress=False)
+    after = build.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "ivf", DEFAULT, progress=False)
     assert_vectors_match_texts(after)
 
 
 @pytest.mark.parametrize(("n", "lists"), [(0, 1), (38, 1), (390, 10), (10_000, 256), (100_000, 1264)])
 def test_ivf_lists_follow_four_square_roots_with_enough_vectors_to_train_each(n, lists):
-    assert store.ivf_lists(n) == lists
+    assert ivf_lists(n) == lists
 
 
 def test_a_second_build_waits_for_the_first(tmp_path, tiny_docs, caplog):
@@ -399,7 +399,7 @@ def test_a_second_build_waits_for_the_first(tmp_path, tiny_docs, caplog):
     held.wait()
     started = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="rag"):
-        store.sync(tiny_docs, index_dir, DEFAULT, progress=False)
+        build.sync(tiny_docs, index_dir, DEFAULT, progress=False)
     holder.join()
     assert time.perf_counter() - started >= 0.4
     assert any("another build" in r.getMessage() for r in caplog.records)
@@ -415,14 +415,14 @@ def test_unchanged_files_are_not_read_again(tmp_path, tiny_source, recorder):
     from rag.documents import read_document
 
     index_dir = tmp_path / "index"
-    store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    build.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
     files = snapshot(index_dir)
 
     def no_read(f):
         raise AssertionError(f"read {f.id} although its size and mtime did not change")
 
     recorder.calls.clear()
-    again = store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=no_read)
+    again = build.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=no_read)
     assert recorder.texts == []
     assert snapshot(index_dir) == files
     assert again.manifest["num_documents"] == len(_files(tiny_source))
@@ -434,17 +434,17 @@ def test_a_touched_but_unchanged_file_is_hashed_not_embedded(tmp_path, tiny_sour
     from rag.documents import read_document
 
     index_dir = tmp_path / "index"
-    store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    build.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
     path = tiny_source / "bakery.txt"
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
     recorder.calls.clear()
-    after = store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    after = build.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
     assert recorder.texts == []
     assert after.manifest["documents"]["bakery.txt"]["mtime_ns"] == path.stat().st_mtime_ns  # remembered
 
     path.write_text(path.read_text(encoding="utf-8") + "It also sells rye bread.\n", encoding="utf-8")
     recorder.calls.clear()
-    edited = store.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
+    edited = build.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
     bakery = [read_document(f) for f in _files(tiny_source) if f.id == "bakery.txt"]
     assert recorder.texts == embedded_texts(bakery)
     assert "rye bread" in " ".join(c.text for c in edited.chunks)

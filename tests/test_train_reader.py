@@ -79,6 +79,7 @@ def test_held_out_articles_are_a_seeded_draw_that_training_never_sees():
     assert not {a["title"] for a in train} & {a["title"] for a in held} and len(train) == 35
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_the_same_weights_and_exports_a_reader(squad, tmp_path, capsys):
     _run(squad, tmp_path / "a", tmp_path / "reader-a")
     _run(squad, tmp_path / "b", tmp_path / "reader-b", "--stop-after", "1")
@@ -99,12 +100,14 @@ def test_a_stopped_run_resumes_to_the_same_weights_and_exports_a_reader(squad, t
     assert spans and all(0 <= s.start < s.end <= len(text) for s in spans)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_recipe_is_refused(squad, tmp_path):
     _run(squad, tmp_path / "w", tmp_path / "r", "--stop-after", "1")
     with pytest.raises(SystemExit, match="another recipe"):
         _run(squad, tmp_path / "w", tmp_path / "r", "--lr", "1e-3")
 
 
+@pytest.mark.slow
 def test_a_second_stage_starts_from_the_first_and_trains_on_questions_it_did_not_see(squad, tmp_path, capsys):
     _run(squad, tmp_path / "one", tmp_path / "reader-one", "--questions", "3")
     first = tmp_path / "one" / "model"  # the finished stage, as a starting point for another

@@ -412,6 +412,7 @@ def test_api_answers_the_example_question_with_its_citation(ui_server):
     assert INSTITUTE_DOC in cards["content"] and "<mark>March 31, 2021</mark>" in cards["content"]
 
 
+@pytest.mark.slow
 def test_api_keeps_the_conversation_per_session(ui_server, seeds_index):
     session = client(ui_server)
     session.predict(INSTITUTE, api_name="/chat")
@@ -422,6 +423,7 @@ def test_api_keeps_the_conversation_per_session(ui_server, seeds_index):
     assert reply["content"] == render_answer(expected) and INSTITUTE_DOC in cards["content"]
 
 
+@pytest.mark.slow
 def test_eight_simultaneous_questions_are_all_answered_correctly(ui_server, seeds_index):
     questions = [
         INSTITUTE,
@@ -452,6 +454,7 @@ def test_eight_simultaneous_questions_are_all_answered_correctly(ui_server, seed
     assert "March 31, 2021" in got[0]
 
 
+@pytest.mark.slow
 def test_api_uploads_are_private_to_their_session_and_can_be_removed(upload_server, tmp_path):
     from gradio_client import handle_file
 
@@ -480,6 +483,7 @@ def test_api_uploads_are_private_to_their_session_and_can_be_removed(upload_serv
     assert not stored[0].parent.parent.exists(), "the session's index folder is deleted with its last upload"
 
 
+@pytest.mark.slow
 def test_api_upload_refusals_leave_the_index_alone(upload_server, tmp_path):
     from gradio_client import handle_file
 

@@ -35,7 +35,7 @@ SCROLL_CHAT_TO_TOP = """e => {
     }
 }"""
 
-pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
 
 
 @pytest.fixture(scope="module")

@@ -176,6 +176,7 @@ def test_a_question_with_a_lone_surrogate_gets_a_reply_the_chat_can_send(seeds_i
     assert reply[0]["content"].strip()
 
 
+@pytest.mark.slow
 def test_the_chat_endpoint_says_a_question_is_empty(ui_server):  # noqa: F811
     session = client(ui_server)
     for blank in ("", "   "):
@@ -267,6 +268,7 @@ def test_uploads_are_limited_per_session_and_in_sessions(base, tmp_path):
     assert add_documents(docs[:1], sessions.own("b")).startswith("Added")
 
 
+@pytest.mark.slow
 def test_the_upload_endpoint_refuses_a_session_over_the_limit(base, tmp_path):
     from gradio_client import handle_file
 

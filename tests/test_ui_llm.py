@@ -14,7 +14,6 @@ from test_ui import INSTITUTE, INSTITUTE_DOC, client, final, serve
 from rag import LLMSettings, ask
 from ui.app import (
     SOURCES_CLASS,
-    WRITING,
     Library,
     converse,
     create_app,
@@ -24,6 +23,7 @@ from ui.app import (
     render_sources,
     respond,
 )
+from ui.chat import WRITING
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 
@@ -33,7 +33,7 @@ def settings(fake: FakeLLM, **kw) -> LLMSettings:
 
 
 def test_the_reply_streams_token_by_token_then_shows_the_extract_and_cards(fake, seeds_index, monkeypatch):
-    monkeypatch.setattr("ui.app.STREAM_INTERVAL", 0)  # an update per token, so the test sees them all
+    monkeypatch.setattr("ui.chat.STREAM_INTERVAL", 0)  # an update per token, so the test sees them all
     words = ("The", " institute", " was", " founded", " on", " March 31, 2021", " [", "1", "][7]", ".")
     fake.then(Say("".join(words), pieces=words))
     steps = list(respond(INSTITUTE, [], index=seeds_index, llm=settings(fake)))
@@ -128,6 +128,7 @@ def test_the_page_is_prefilled_from_the_environment_but_never_shows_the_key(tmp_
     assert "http://127.0.0.1:8081/v1" not in off
 
 
+@pytest.mark.slow
 def test_the_chat_endpoint_answers_with_the_configured_model(fake, seeds_index_dir, tmp_path):
     import shutil
 
@@ -144,6 +145,7 @@ def test_the_chat_endpoint_answers_with_the_configured_model(fake, seeds_index_d
     assert fake.requests and fake.requests[-1]["stream"] is True
 
 
+@pytest.mark.slow
 def test_a_page_served_to_other_machines_cannot_choose_the_server(fake, seeds_index_dir, tmp_path):
     import shutil
 

@@ -1,31 +1,25 @@
-"""The chat in the browser: a Gradio app over :func:`rag.ask`.
+"""The chat in the browser: a Gradio app over :func:`rag.ask`, wired from plain functions by job.
 
-Everything a person sees is made by plain functions that tests call directly: :func:`respond` streams
-a reply and :func:`converse` adds it to the chat; :func:`render_answer` and :func:`render_sources` turn
-an :class:`rag.Answer` into the chat's Markdown and its source cards, and :func:`render_generated` a
-:class:`rag.GeneratedAnswer` (when a language model server is set, :func:`page_llm`). Uploads are
-checked, stored and indexed by :mod:`ui.library`, privately for each browser session by default;
-:mod:`ui.guard` refuses requests from other web pages. :func:`create_app` only wires them to components.
-Nothing heavy happens at import: the index loads on first use (``python -m ui`` loads it before
-serving, with progress in the terminal).
+:mod:`ui.chat` streams a reply (:func:`respond`) and adds it to the chat (:func:`converse`);
+:mod:`ui.render` turns an :class:`rag.Answer` into the chat's Markdown and its source cards;
+:mod:`ui.llm_fields` reads the language model fields of the page; :mod:`ui.library` checks, stores and
+indexes uploads, privately for each browser session by default; :mod:`ui.guard` refuses requests from other
+web pages. :func:`create_app` only wires them to components. Nothing heavy happens at import: the index
+loads on first use (``python -m ui`` loads it before serving, with progress in the terminal).
 """
 
 from __future__ import annotations
 
-import html
-import re
-import time
-from collections.abc import Iterator
 from typing import Literal
 
 import gradio as gr
 from starlette.middleware import Middleware
 
-from rag import Answer, Citation, GeneratedAnswer, Index, LLMSettings, RagError, ask, ask_stream
-from rag.api import clean_text
-from rag.config import LLM_TIMEOUT, MAX_QUESTION_CHARS, get_llm_settings, url_problem
+from rag import LLMSettings
+from rag.config import MAX_QUESTION_CHARS, get_llm_settings
 from rag.question import message_text
 
+from .chat import clean, conversation, converse, respond, respond_generated
 from .guard import LOOPBACK, SameOrigin
 from .library import (
     EXAMPLE_QUESTION,
@@ -38,7 +32,6 @@ from .library import (
     SESSION_MAX_FILES,
     UPLOAD_SUFFIXES,
     Library,
-    Sessions,
     Upload,
     UploadRejected,
     add_documents,
@@ -49,6 +42,9 @@ from .library import (
     safe_name,
     upload_limit,
 )
+from .llm_fields import FIXED_LLM_NOTE, llm_note, page_llm
+from .render import CSS, SOURCES_CLASS, THEME, render_answer, render_generated, render_sources
+from .sessions import Sessions
 
 __all__ = [
     "respond",
@@ -63,7 +59,7 @@ __all__ = [
     "upload_note",
     "create_app",
     "launch_options",
-    "demo",
+    "SOURCES_CLASS",
     # the documents, from ui.library
     "Library",
     "Sessions",
@@ -88,348 +84,10 @@ EXAMPLES = [
 ]
 CONCURRENCY = 8  # chat requests answered at once; ask() is ~15 ms, so more would only queue on the CPU
 
-# Streaming: the reply is ready in ~15 ms, so it is paced to read as typing, yet done in well under a second.
-# Each update costs Gradio a few ms to send and the browser to render, so words go out in a few batches.
-STREAM_SECONDS = 0.25  # pacing of the whole reply, however long
-STREAM_STEPS = 8  # updates after the short answer
-# A language model's tokens are shown as they come, but at most this often: each update re-sends the reply.
-STREAM_INTERVAL = 0.05
-WRITING = "_Writing the answer from the passages…_"
-
 # Gradio's own cap on any upload; ours (upload_limit) is checked with a clearer message at or below it
 SERVER_MAX_FILE_SIZE = "12mb"
 # Gradio's cache of posted files: swept every 10 minutes of those older than an hour (frequency, age in s)
 DELETE_CACHE = (600, 3600)
-
-# Marks the message that holds the source cards, so it is not fed back to ask() as conversation.
-SOURCES_CLASS = "rag-sources"
-
-
-# --- answering -----------------------------------------------------------------------------------
-
-
-def respond(
-    message: str | dict,
-    history: list[dict] | None,
-    *,
-    index: Index | None = None,
-    seconds: float = STREAM_SECONDS,
-    llm: LLMSettings | None = None,
-) -> Iterator[list[dict]]:
-    """Answer ``message`` given the chat so far, as Gradio chat messages.
-
-    Yields the reply as it grows (the short answer first, then a few words at a time), and finally the
-    reply followed by a second message holding the numbered source cards. Invalid questions and
-    library errors come back as a reply saying what to do; anything else is a bug and propagates.
-    With ``llm``, the reply is written by that server's model and streams token by token
-    (:func:`respond_generated`).
-    """
-    message = clean(message)
-    if llm is not None:
-        yield from respond_generated(message, history, index=index, llm=llm)
-        return
-    try:
-        answer = ask(message_text(message), history=conversation(history), index=index)
-    except RagError as e:
-        yield [assistant(f"⚠️ {_escape_md(str(e))}")]
-        return
-    pieces = _stream_pieces(answer)
-    delay = seconds / max(len(pieces) - 1, 1)
-    shown = ""
-    for i, piece in enumerate(pieces):
-        if i:
-            time.sleep(delay)
-        shown += piece
-        yield [assistant(render_answer(answer, shown))]
-    sources = render_sources(answer)
-    yield [assistant(render_answer(answer))] + ([assistant(sources)] if sources else [])
-
-
-def respond_generated(
-    message: str | dict, history: list[dict] | None, *, index: Index | None = None, llm: LLMSettings
-) -> Iterator[list[dict]]:
-    """:func:`respond` with a language model: its words as they stream, then the finished reply (with
-    the extracted answer beside it and any notice) and the source cards. When the server fails, even
-    part-way, the last reply is the extracted answer under a notice saying why."""
-    try:
-        generation = ask_stream(message_text(message), history=conversation(history), index=index, llm=llm)
-    except RagError as e:
-        yield [assistant(f"⚠️ {_escape_md(str(e))}")]
-        return
-    if not generation.extracted.abstained:
-        yield [assistant(WRITING)]  # the first token may take a while on a local CPU model
-    shown, last = "", time.monotonic()
-    for delta in generation:
-        shown += delta
-        if time.monotonic() - last >= STREAM_INTERVAL:
-            last = time.monotonic()
-            yield [assistant(_escape_md(shown))]
-    result = generation.result()
-    sources = render_sources(result.extracted, cited=cited_cards(result))
-    yield [assistant(render_generated(result))] + ([assistant(sources)] if sources else [])
-
-
-def converse(
-    message: str,
-    history: list[dict] | None,
-    *,
-    index: Index | None = None,
-    seconds: float = STREAM_SECONDS,
-    llm: LLMSettings | None = None,
-) -> Iterator[list[dict]]:
-    """The whole chat after ``message``: the history, the question, then the reply as :func:`respond`
-    streams it. A blank message changes nothing (Enter on an empty box)."""
-    history = list(history or [])
-    message = clean(message)
-    if not message_text(message).strip():
-        yield history
-        return
-    history.append({"role": "user", "content": message})
-    yield history  # the question shows at once, before the answer is looked up
-    for reply in respond(message, history[:-1], index=index, seconds=seconds, llm=llm):
-        yield history + reply
-
-
-def clean(message: str | dict) -> str | dict:
-    """The message with what cannot be encoded (lone surrogates a script can send, NUL) replaced by
-    U+FFFD, as :func:`rag.api.clean_text` does for ``ask()``: else the chat could show neither the
-    question nor any reply to it."""
-    return clean_text(message) if isinstance(message, str) else message
-
-
-def _stream_pieces(answer: Answer) -> list[str]:
-    """The reply cut for streaming: the short answer (its first paragraph) whole, then batches of words."""
-    text = answer.text
-    head, sep, _ = text.partition("\n\n")
-    first = head + sep if sep and not answer.abstained and answer.short_answer else ""
-    words = re.findall(r"\s*\S+", text[len(first) :])
-    size = max(1, -(-len(words) // STREAM_STEPS))
-    batches = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
-    return ([first] if first else []) + batches or [text]
-
-
-def assistant(content: str) -> dict:
-    return {"role": "assistant", "content": content}
-
-
-def conversation(history: list[dict] | None) -> list[dict]:
-    """The chat as ``ask()`` reads it: user and assistant text, without the source cards."""
-    turns = []
-    for msg in history or []:
-        role = msg.get("role") if isinstance(msg, dict) else None
-        text = message_text(msg.get("content")) if role in ("user", "assistant") else ""
-        if text.strip() and SOURCES_CLASS not in text[:60]:
-            turns.append({"role": role, "content": text})
-    return turns
-
-
-# --- rendering -----------------------------------------------------------------------------------
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$&!@])")
-# a line starting "18." or "2019)" would be a numbered list: escape its punctuation, since CommonMark lets
-# a backslash escape only ASCII punctuation (a backslash before "18." would show)
-_LINE_MARKER = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))", re.M)
-# GFM (the chat's Markdown) makes links of bare URLs and addresses: "www.", "https://", "a@b.org"
-_AUTOLINK = re.compile(r"(?i)(www)(\.)|(:)(?=//)")
-# the app's own citation marks: "[n]" as plain text, where Markdown cannot read it as a link
-_CITE = re.compile(r"\\\[(\d+)\\\](?!\(|\\\[)")
-
-
-def _escape_md(text: str) -> str:
-    """Text shown literally by Markdown (no HTML, links, images, emphasis or lists), keeping ``[n]``
-    marks as plain text.
-
-    Every character Markdown could read as syntax is backslash-escaped, and so is the punctuation that
-    lets GFM see a URL or e-mail address in plain text. A ``[n]`` mark is left unescaped only where
-    no ``(`` or ``[`` follows it (an inline or reference link); a ``:`` after it (a link definition)
-    is escaped.
-    """
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    text = _AUTOLINK.sub(lambda m: f"{m[1]}\\." if m[1] else "\\:", text)
-    text = _LINE_MARKER.sub(lambda m: m[1] + (f"\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}"), text)
-    text = _CITE.sub(r"[\1]", text)
-    return text.replace("]:", "]\\:")
-
-
-def render_answer(answer: Answer, text: str | None = None) -> str:
-    """The reply as chat Markdown; ``text`` is a streamed prefix of ``answer.text``.
-
-    The short answer (the reply's first paragraph) is bold; everything else is shown literally.
-    """
-    text = answer.text if text is None else text
-    if answer.abstained or not answer.short_answer or "\n\n" not in answer.text:
-        return _escape_md(text)
-    head, sep, rest = text.partition("\n\n")
-    head = head.strip()
-    return (f"**{_escape_md(head)}**" if head else "") + sep + _escape_md(rest)
-
-
-def render_generated(result: GeneratedAnswer) -> str:
-    """A generated reply as chat Markdown: the model's text, then the extracted short answer beside it,
-    then the notices. A reply no model wrote is the extracted one under its notices."""
-    notices = "\n\n".join(f"⚠️ _{_escape_md(n)}_" for n in result.notices)
-    if not result.generated:
-        return "\n\n".join(x for x in (notices, render_answer(result.extracted)) if x)
-    parts = [_escape_md(result.text)]
-    short = result.short_answer
-    if short and not result.extracted.abstained:
-        parts.append(f"Extracted answer: **{_escape_md(short)}** [1]")
-    return "\n\n".join(x for x in (*parts, notices) if x)
-
-
-def cited_cards(result: GeneratedAnswer) -> set[int]:
-    """The cards a generated reply cites: its [n] marks, and [1] for the extracted answer beside it."""
-    if not result.generated:
-        return extracted_cards(result.extracted)
-    return set(result.cited) | ({1} if result.short_answer and not result.extracted.abstained else set())
-
-
-def extracted_cards(answer: Answer) -> set[int]:
-    """The cards an extracted reply cites: those holding its answer (its ``[1]``), read from the citations'
-    fields. Never from the reply's text, which quotes the documents: a ``[3]`` written in a passage must
-    not make card 3 look cited."""
-    if answer.abstained:
-        return set()
-    return {n for n, c in enumerate(answer.citations, 1) if c.answer_start is not None}
-
-
-def render_sources(answer: Answer, *, cited: set[int] | None = None) -> str:
-    """The source cards below a reply, as one line of HTML (a blank line would end Markdown's HTML block).
-
-    Card ``n`` is ``answer.citations[n-1]``, so the reply's ``[n]`` marks name it. Cards the reply cites
-    (``cited``, by default :func:`extracted_cards`) are open, with the answer span highlighted; the
-    other passages retrieved are folded away under them. After an abstention every passage is folded
-    and offered as related reading only.
-    """
-    if not answer.citations:
-        return ""
-    numbered = list(enumerate(answer.citations, 1))
-    if answer.abstained:
-        head = "Related passages <small>(the closest found; they do not answer the question)</small>"
-        cards = "".join(render_card(n, c, open_=False, highlight=False) for n, c in numbered)
-        return f'<div class="{SOURCES_CLASS} related"><div class="rag-head">{head}</div>{cards}</div>'
-    if cited is None:
-        cited = extracted_cards(answer)
-    shown = "".join(render_card(n, c, open_=True) for n, c in numbered if n in cited)
-    rest = [render_card(n, c, open_=False) for n, c in numbered if n not in cited]
-    if rest:
-        label = f"{len(rest)} more passage{'s' * (len(rest) != 1)} retrieved"
-        shown += f'<details class="rag-more"><summary>{label}</summary>{"".join(rest)}</details>'
-    return f'<div class="{SOURCES_CLASS} cited"><div class="rag-head">Sources</div>{shown}</div>'
-
-
-def render_card(n: int, c: Citation, *, open_: bool, highlight: bool = True) -> str:
-    page = f"page {c.page}" if c.page else None
-    meta = " · ".join(_one_line(x) for x in (c.date, c.source, page) if x)
-    span = (c.answer_start, c.answer_end) if highlight and c.answer_start is not None else None
-    return (
-        f'<details class="rag-card"{" open" if open_ else ""}>'
-        f'<summary><span class="rag-num">[{n}]</span> <span class="rag-title">{_one_line(c.title)}</span>'
-        f'<span class="rag-meta">{meta}</span>'
-        f'<span class="rag-snippet">{html.escape(_snippet(c.text))}</span></summary>'
-        f'<blockquote class="rag-passage">{_passage_html(c.text, span)}</blockquote></details>'
-    )
-
-
-def _one_line(text: str) -> str:
-    """Text as HTML on one line: a line break in a title or file name could end the cards' HTML block
-    and hand the rest to Markdown."""
-    return html.escape(" ".join(text.split()))
-
-
-def _snippet(text: str, chars: int = 110) -> str:
-    """The passage's opening words, to tell folded cards from the same article apart."""
-    text = " ".join(text.split())
-    return text if len(text) <= chars else text[:chars].rsplit(" ", 1)[0] + " …"
-
-
-def _passage_html(text: str, span: tuple[int, int] | None) -> str:
-    def lines(s: str) -> str:
-        return re.sub(r"\n", "<br>", re.sub(r"\n[ \t]*\n\s*", "\n\n", html.escape(s)))
-
-    if span is None or not (0 <= span[0] < span[1] <= len(text)):
-        return lines(text.strip())
-    a, b = span
-    before, marked, after = text[:a], text[a:b], text[b:]
-    return lines(before.lstrip()) + f"<mark>{lines(marked)}</mark>" + lines(after.rstrip())
-
-
-# --- the language model settings on the page ------------------------------------------------------
-
-
-FIXED_LLM_NOTE = (
-    "Answers are written by the language model set when the server started, from the passages, with the"
-    " extracted answer beside them; if it fails, the extracted answer is shown with a notice."
-)
-
-
-def page_llm(base_url: str | None, model: str | None, api_key: str | None, default: LLMSettings | None):
-    """The server the page's fields name, or None (answers stay extractive) when the URL is blank or not
-    a URL (:func:`llm_note` says so beside the field). The configured key goes only to the configured
-    server: a page that names another URL must give its own key."""
-    url = (base_url or "").strip()
-    if not url or url_problem(url):
-        return None
-    same = default is not None and url == default.base_url
-    return LLMSettings(
-        base_url=url,
-        model=(model or "").strip(),
-        api_key=(api_key or "").strip() or (default.api_key if same else None),
-        timeout=default.timeout if default else LLM_TIMEOUT,
-    )
-
-
-def llm_note(base_url: str | None, model: str | None) -> str:
-    """The line under the language model fields: what answers the next question."""
-    url = (base_url or "").strip()
-    if not url:
-        return "No language model: answers are extracted from the passages."
-    problem = url_problem(url)
-    if problem:
-        return f"⚠️ Not used: the URL {_escape_md(problem)}. Answers are extracted meanwhile."
-    who = f"`{_escape_md(model.strip())}`" if (model or "").strip() else "the server's first model"
-    return (
-        f"Answers are written by {who} at {_escape_md(url)} from the passages, with the extracted answer"
-        " beside them; if the server fails, the extracted answer is shown with a notice."
-    )
-
-
-# --- the app -------------------------------------------------------------------------------------
-
-CSS = """
-.gradio-container { max-width: 960px !important; margin: 0 auto !important; }
-#rag-status { color: var(--body-text-color-subdued); }
-/* the page's side padding shrinks with the screen: a phone keeps its width for the answers */
-.main.fillable { padding-left: clamp(6px, 2.5vw, 32px) !important;
-  padding-right: clamp(6px, 2.5vw, 32px) !important; }
-#rag-upload-note { font-size: 0.9em; color: var(--body-text-color-subdued); }
-.rag-sources { font-size: 0.92em; margin-top: 0.9em; }
-.rag-sources .rag-head { font-weight: 600; margin: 0 0 0.4em; }
-.rag-sources.related .rag-head { color: var(--body-text-color-subdued); }
-.rag-card { border: 1px solid var(--border-color-primary); border-radius: 8px; margin: 0.4em 0;
-  background: var(--background-fill-secondary); overflow-wrap: anywhere; }
-.rag-card > summary { cursor: pointer; padding: 0.45em 0.7em; list-style-position: inside; }
-.rag-card > summary:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
-.rag-num { font-weight: 700; }
-.rag-title { font-weight: 600; }
-.rag-snippet { display: block; font-size: 0.85em; margin-left: 1.2em; color: var(--body-text-color-subdued);
-  font-style: italic; }
-.rag-card[open] .rag-snippet { display: none; }
-.rag-meta { display: block; font-size: 0.85em; color: var(--body-text-color-subdued); margin-left: 1.2em; }
-.rag-passage { margin: 0 0.7em 0.6em !important; padding: 0.2em 0 0.2em 0.7em !important;
-  border-left: 3px solid var(--border-color-accent) !important; line-height: 1.5; }
-.rag-passage mark { background: #ffe066; color: #1a1a1a; padding: 0 0.15em; border-radius: 3px; }
-.rag-more > summary { cursor: pointer; color: var(--body-text-color-subdued); padding: 0.2em 0; }
-.rag-more > summary:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
-@media (max-width: 480px) {
-  .rag-passage { margin: 0 0.4em 0.5em !important; }
-}
-"""
-THEME = gr.themes.Soft(
-    # system fonts: the app runs offline, so nothing may be fetched from a font CDN
-    font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
-    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
-)
 
 
 def launch_options(*, host: str = "127.0.0.1", origins: tuple[str, ...] = ()) -> dict:
@@ -676,6 +334,3 @@ def create_app(
             **chat_options,
         )
     return demo
-
-
-demo = create_app()

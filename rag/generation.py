@@ -1,0 +1,177 @@
+"""Stage 4: writing one generation of the index - passages, vectors, sentence vectors and BM25 from the
+finished batches (and an earlier index), checksummed, then made the one in use by replacing ``CURRENT``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .batches import Batches
+from .config import ChunkSettings
+from .embedding import DIMENSION
+from .nlp import terms
+from .store import GENERATION, StoredIndex, chunk_from_record, expected_settings
+
+log = logging.getLogger("rag")
+
+
+# Past this many passages the vectors go into an inverted-file index (FAISS IndexIVFFlat) instead of an
+# exact flat one. Measured here (python -m eval.bench --ann, MiniLM vectors): one exact query takes ~11 ms
+# at 50,000 passages and ~25 ms at 100,000, while IVF with nprobe 32 takes under 0.5 ms at recall@10
+# >= 0.99. HNSW lost to IVF on these vectors (recall@10 0.89 at efSearch 256 for 100,000).
+IVF_FROM = 50_000
+
+
+IVF_NPROBE = 32  # lists read per query
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for ``n`` vectors: 4 sqrt(n) (FAISS guidance), at least 39 vectors to train each."""
+    return max(1, min(int(4 * n**0.5), n // 39))
+
+
+class Planned(NamedTuple):
+    """What a build does with one item."""
+
+    id: str
+    sha: str | None  # content sha256; None when the file could not be read
+    same: bool  # unchanged since the index copied from: copied, not embedded
+    stamp: dict | None  # a file's size and mtime, None for a document given in memory
+    known_bad: bool = False  # skipped as unreadable before, and unchanged since: not read again
+
+
+def write_generation(
+    index_dir: Path,
+    chunk: ChunkSettings,
+    plan: list[Planned],
+    old: StoredIndex | None,
+    work: Batches,
+    *,
+    skipped: dict[str, dict],
+    progress: bool,
+) -> None:
+    """Write the new generation: unchanged documents copied from ``old``, the rest from ``work``."""
+    import faiss
+    from tqdm import tqdm
+
+    name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # see GENERATION
+    tmp = index_dir / f".{name}.tmp"
+    tmp.mkdir()
+    try:
+        documents: dict[str, dict] = {}
+        offsets, first = [0], [0]
+        vectors: list[np.ndarray] = []
+        sentences: list[np.ndarray] = []
+        tokens: list[list[str]] = []
+        n = 0
+        bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
+        with (tmp / "chunks.jsonl").open("wb") as out:
+            for doc_id, sha, same, stamp, _ in bar:
+                if same:
+                    meta = old.manifest["documents"][doc_id]
+                    rows = old.document_chunks(doc_id)
+                    records = [old.chunks.raw(i) for i in rows]
+                    if len(rows):
+                        vectors.append(old.vectors.reconstruct_n(rows.start, len(rows)))
+                        a, b = old.sentence_first[rows.start], old.sentence_first[rows.stop]
+                        sentences.append(np.asarray(old.sentence_vectors[a:b]))
+                    counts = [len(old.sentence_rows(i)) for i in rows]
+                    info = {k: meta.get(k) for k in ("title", "date", "pages")}
+                elif (doc_id, sha) in work.done:
+                    done = work.done[doc_id, sha]
+                    records, counts, info = done.records, done.counts, done.meta
+                    vectors.append(done.vectors)
+                    sentences.append(done.sentences)
+                else:
+                    continue  # unreadable: the reader said why
+                for rec, count in zip(records, counts, strict=True):
+                    out.write(rec)
+                    offsets.append(offsets[-1] + len(rec))
+                    first.append(first[-1] + count)
+                    tokens.append(terms(chunk_from_record(json.loads(rec)).embedding_text))
+                documents[doc_id] = {
+                    "sha256": sha,
+                    **(stamp or {}),
+                    **info,
+                    "first": n,
+                    "chunks": len(records),
+                }
+                n += len(records)
+        np.save(tmp / "chunks.offsets.npy", np.asarray(offsets, dtype=np.int64), allow_pickle=False)
+        np.save(tmp / "sentences.first.npy", np.asarray(first, dtype=np.int64), allow_pickle=False)
+        sent = np.concatenate(sentences) if sentences else np.zeros((0, DIMENSION), np.float16)
+        np.save(tmp / "sentences.npy", sent.astype(np.float16, copy=False), allow_pickle=False)
+        del sentences, sent
+        vecs = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32) if vectors else None
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core (searching uses one)
+        if n >= IVF_FROM:
+            lists = ivf_lists(n)
+            log.info("clustering %d passages into %d lists for approximate search", n, lists)
+            quantizer = faiss.IndexFlatIP(DIMENSION)  # kept referenced while the IVF index uses it
+            index = faiss.IndexIVFFlat(quantizer, DIMENSION, lists, faiss.METRIC_INNER_PRODUCT)
+            index.train(vecs)
+            vector_index = {"kind": "ivf", "lists": lists, "nprobe": min(IVF_NPROBE, lists)}
+        else:
+            index = faiss.IndexFlatIP(DIMENSION)
+            vector_index = {"kind": "flat"}
+        if vecs is not None:
+            index.add(vecs)
+        faiss.write_index(index, str(tmp / "chunks.faiss"))
+        if tokens:
+            _save_bm25(tokens, tmp / "bm25")
+        manifest = {
+            **expected_settings(chunk),
+            "vector_index": vector_index,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "num_documents": len(documents),
+            "num_chunks": n,
+            "num_sentences": int(first[-1]),
+            "documents": documents,
+            "skipped": skipped,
+            "files": _checksums(tmp),
+        }
+        # the manifest goes last: a generation with a manifest is complete
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, index_dir / name)
+        point(index_dir, name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # earlier generations, and those half-written by killed builds: only folders named as builds name them
+    for stale in index_dir.iterdir():
+        if stale.name != name and GENERATION.fullmatch(stale.name) and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _checksums(gen: Path) -> dict[str, dict]:
+    """Size and sha256 of every file of a generation but its manifest, by path relative to it."""
+    out = {}
+    for path in sorted(p for p in gen.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        out[path.relative_to(gen).as_posix()] = {"size": path.stat().st_size, "sha256": digest}
+    return out
+
+
+def _save_bm25(tokens: list[list[str]], path: Path) -> None:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    bm25 = bm25s.BM25()
+    bm25.index(tokens, show_progress=False)
+    bm25.save(str(path))
+
+
+def point(index_dir: Path, name: str) -> None:
+    pointer = index_dir / f".CURRENT.{os.getpid()}"
+    pointer.write_text(name + "\n", encoding="utf-8")
+    os.replace(pointer, index_dir / "CURRENT")
