@@ -1,4 +1,4 @@
-"""Scoring functions: pure, no model, no I/O, nothing from ``rag``.
+"""Scoring functions: pure, no model, no I/O; from ``rag`` only the citation mark format (``rag.types``).
 
 Exact match and F1 follow the official SQuAD v1.1 evaluation script; the rest (containment accuracy,
 retrieval rank, abstention, percentiles) are defined here and documented where they make a choice.
@@ -13,13 +13,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rag.types import marks_in, without_marks
+
 # A chat reply longer than this does not count as an answer even if it contains the gold string:
 # otherwise pasting a whole passage would score as "correct".
 MAX_REPLY_WORDS = 60
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
-_MARK = re.compile(r"\[(\d+)\]")
 
 
 def normalize_answer(text: str) -> str:
@@ -67,7 +68,7 @@ def best_f1(prediction: str, golds: Iterable[str]) -> float:
 
 def strip_marks(text: str) -> str:
     """Remove citation marks like ``[1]`` so their digits never count as answer tokens."""
-    return _MARK.sub(" ", text)
+    return without_marks(text)
 
 
 def word_count(text: str) -> int:
@@ -100,14 +101,13 @@ def answer_correct(
     return word_count(reply) <= max_words and contains_answer(reply, golds)
 
 
-def cited_sources(reply: str, sources: Sequence[str]) -> list[str]:
-    """The sources that the ``[n]`` marks in ``reply`` cite (``[n]`` -> ``sources[n-1]``), in order.
+def cited_sources(marks: Sequence[int], sources: Sequence[str]) -> list[str]:
+    """The sources that a reply's marks cite (``[n]`` -> ``sources[n-1]``), in order.
 
     Marks outside 1..len(sources) are ignored: they point at nothing, so they cite nothing.
     """
     cited: list[str] = []
-    for match in _MARK.finditer(reply):
-        n = int(match.group(1))
+    for n in marks:
         if 1 <= n <= len(sources) and sources[n - 1] not in cited:
             cited.append(sources[n - 1])
     return cited
@@ -115,7 +115,7 @@ def cited_sources(reply: str, sources: Sequence[str]) -> list[str]:
 
 def invalid_marks(reply: str, citations: int) -> int:
     """How many ``[n]`` marks in ``reply`` point at no citation (n outside 1..``citations``)."""
-    return sum(not 1 <= int(m.group(1)) <= citations for m in _MARK.finditer(reply))
+    return sum(not 1 <= n <= citations for n in marks_in(reply))
 
 
 def gold_rank(sources: Sequence[str], gold: str | None) -> int | None:

@@ -134,14 +134,20 @@ def open_eval_index(dataset: Dataset, *, progress: bool = True) -> Any:
 
 
 def score_item(
-    item: EvalItem, answer: Answer, latency_ms: float, *, generated: GeneratedAnswer | None = None
+    item: EvalItem,
+    answer: Answer | GeneratedAnswer,
+    latency_ms: float,
+    *,
+    generated: GeneratedAnswer | None = None,
 ) -> ItemResult:
     """Score one answer against its item; ``generated`` is the generative path's answer, when it ran
-    (``answer`` is then :func:`as_answer` of it)."""
+    (``answer`` is then the reply shown: the generated one, or the extracted one when no model wrote it).
+    A generated reply has no short answer of its own, so EM and F1 score its text."""
     sources = [c.source for c in answer.citations]
-    cited = metrics.cited_sources(answer.text, sources)
+    cited = metrics.cited_sources(answer.marks, sources)
+    short = None if generated is not None and generated.generated else answer.short_answer
     # Falling back to the reply, its [n] marks would add stray digit tokens to EM/F1.
-    prediction = answer.short_answer or metrics.strip_marks(answer.text).strip()
+    prediction = short or metrics.strip_marks(answer.text).strip()
     if item.answerable:
         accurate = metrics.answer_correct(answer.text, item.answers, abstained=answer.abstained)
         em: float | None = metrics.best_exact_match(prediction, item.answers)
@@ -184,17 +190,6 @@ def _generation_fields(g: GeneratedAnswer) -> dict[str, Any]:
         "dropped_marks": len(g.dropped),
         "asked_model": asked,
     }
-
-
-def as_answer(g: GeneratedAnswer) -> Answer:
-    """A generated answer as the extractive path's :class:`Answer`, so both are scored alike: its reply
-    is the generated text (EM and F1 then score that text, as it has no separate short answer); when no
-    model wrote it, it is the extracted answer itself."""
-    from rag import Answer
-
-    if not g.generated:
-        return g.extracted
-    return Answer(g.text, g.abstained, g.citations, None, g.extracted.question_type)
 
 
 def summarize(
@@ -287,7 +282,7 @@ def run_eval(
                 answer, generated = _ask(ask, item, k=k, index=where), None
             else:
                 generated = _ask(generate_answer, item, k=k, index=where, llm=llm)
-                answer = as_answer(generated)
+                answer = generated if generated.generated else generated.extracted
             latency_ms = (time.perf_counter() - start) * 1000
             result = score_item(item, answer, latency_ms, generated=generated)
             results.append(result)

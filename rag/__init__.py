@@ -3,7 +3,7 @@
 This is the public API of rag::
 
     from rag import ask
-    answer = ask("When was the Northeast Asian Automotive Research Institute founded?")
+    answer = ask("Who is the Mayor of Changchun City?")
 """
 
 from .api import ask, open_index, reset_default_index, retrieve

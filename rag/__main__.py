@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import textwrap
-from dataclasses import asdict
 
 from . import GeneratedAnswer, LLMSettings, RagError, ask, ask_stream
 from .config import get_llm_settings
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(asdict(answer), indent=1, ensure_ascii=False))
+        print(json.dumps(answer.to_dict(), indent=1, ensure_ascii=False))
         return 0
     print(answer.text)
     _print_sources(answer.citations, abstained=answer.abstained)
@@ -80,7 +79,7 @@ def _generated(question: str, args: argparse.Namespace, llm: LLMSettings) -> int
             streamed = True
     result: GeneratedAnswer = generation.result()
     if args.json:
-        print(json.dumps(asdict(result), indent=1, ensure_ascii=False))
+        print(json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
         return 0
     if streamed:
         print()  # after a failure part-way, the notice below says the extracted answer replaces it

@@ -25,7 +25,6 @@ from .types import Answer
 
 READ = 3  # passages the reader reads, of the k retrieved
 MAX_SUPPORT_WORDS = 40  # a longer supporting sentence is cut to this many words around the answer
-ABSTAIN_TEXT = "The documents don't say."
 RELATED = "The closest passages are listed below as related reading, not as an answer."
 MAX_LISTED = 5  # names a decline lists before saying how many more it never found
 MAX_NAME_CHARS = 60  # a longer name is cut in the reply
@@ -52,14 +51,14 @@ def answer(
     reader = reader or default_reader()
     q, hits, unknown, spans = evidence(question, history=history, k=k, index=index, reader=reader)
     if not hits:
-        return Answer(ABSTAIN_TEXT, True, [], None, q.kind)
+        return Answer(True, question_type=q.kind)
     related = [index.citation(h) for h in hits]
     if unknown:
-        text = f"{ABSTAIN_TEXT} They never mention {_listing(unknown)}."
-        return Answer(text, True, related, None, q.kind)
+        reason = f"They never mention {_listing(unknown)}."
+        return Answer(True, related, reason=reason, question_type=q.kind)
     best = choose(spans, hits, reader.retrieval_weight)
     if best is None or certainty(best, hits[best.passage], reader.calibration) < reader.threshold:
-        return Answer(f"{ABSTAIN_TEXT} {RELATED}", True, related, None, q.kind, _score(best))
+        return Answer(True, related, reason=RELATED, question_type=q.kind, confidence=_score(best))
     return _reply(best, hits, index, q.kind)
 
 
@@ -154,10 +153,9 @@ def _reply(span: Span, hits: list[Hit], index: Index, kind: str) -> Answer:
     short = chunk.text[start:end]
     s_start, s_end = _sentence(chunk, start, end)
     support = _cut(chunk.text, s_start, s_end, start, end)
-    text = f"{short}{'' if short.endswith('.') else '.'}\n\n{support} [1]"
     first = index.citation(hit, answer=(start, end))
     rest = [index.citation(h) for h in hits if h.chunk != hit.chunk]
-    return Answer(text, False, [first, *rest], short, kind, _score(span))
+    return Answer(False, [first, *rest], short, support, question_type=kind, confidence=_score(span))
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from .config import MAX_QUESTION_CHARS, LLMSettings, get_llm_settings
 from .errors import LLMUnavailable
 from .question import last_turn, message_text
 from .retrieval import Index
-from .types import Answer, Citation, GeneratedAnswer
+from .types import Answer, Citation, GeneratedAnswer, without_marks
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def rewrite_messages(question: str, history: list[dict]) -> list[dict]:
     lines = []
     for turn in history[-REWRITE_TURNS:]:
         role = turn.get("role") if isinstance(turn, dict) else None
-        text = " ".join(_MARK.sub(" ", message_text(turn.get("content") if role else "")).split())
+        text = " ".join(without_marks(message_text(turn.get("content") if role else "")).split())
         if role in ("user", "assistant") and text:
             lines.append(f"{role.capitalize()}: {text[:REWRITE_TURN_CHARS]}")
     user = "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question}\n\nRewritten question:"
@@ -103,7 +103,6 @@ def standalone_question(question: str, history: list[dict] | None, llm: LLMSetti
 
 # --- citation marks ------------------------------------------------------------------------------
 
-_MARK = re.compile(r"\[(\d+)\]")
 # [3], [1, 2], [1-3], [Passage 2], [passages 1 and 4]: the forms models write; anything else is text
 _NUM = r"(?:(?:passages?|sources?)\s*)?\d{1,4}(?:\s*[-–]\s*\d{1,4})?"
 _ANY_MARK = re.compile(rf"[ \t]*\[\s*({_NUM}(?:\s*(?:,|;|&|and)\s*{_NUM})*)\s*\]", re.I)
@@ -181,7 +180,7 @@ _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 
 def normalise(text: str) -> str:
     """Lower case, no punctuation, marks or articles, single spaces: for comparing two answers."""
-    text = _PUNCTUATION.sub(" ", _MARK.sub(" ", text).lower())
+    text = _PUNCTUATION.sub(" ", without_marks(text).lower())
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,61 @@ class Citation:
         return self.text[self.answer_start : self.answer_end]
 
 
+DECLINE = "The documents don't say."  # how every declining reply begins
+_MARK = re.compile(r"\[(\d+)\]")  # a citation mark: [n] refers to citations[n-1]
+
+
+def marks_in(text: str) -> list[int]:
+    """The numbers of the ``[n]`` marks written in ``text``, in order (repeats included)."""
+    return [int(m.group(1)) for m in _MARK.finditer(text)]
+
+
+def without_marks(text: str) -> str:
+    """``text`` with its ``[n]`` marks replaced by spaces."""
+    return _MARK.sub(" ", text)
+
+
 @dataclass(frozen=True)
 class Answer:
-    """What ``ask()`` returns: the reply, whether it abstained, and its citations (best first).
+    """What ``ask()`` returns, as parts; the chat reply ``text`` is made from them.
 
-    ``short_answer`` is the bare extracted answer ("March 31, 2021"); ``text`` is the chat reply,
-    whose ``[n]`` marks refer to ``citations[n-1]``. ``confidence`` is the reader's probability for the
-    best span it found (also when it declined for want of certainty); None when nothing was read.
+    An answer is ``short_answer``, the bare span ("March 31, 2021"), and ``support``, the sentence of the
+    passage it comes from, which the reply marks with ``marks``: ``[1]``, ``citations[0]``, the passage
+    holding the answer. A decline (``abstained``) says why in ``reason`` ("They never mention Tesla."),
+    and its ``citations`` are related reading only. ``confidence`` is the reader's probability for the best
+    span it found (also when it declined for want of certainty); None when nothing was read.
     """
 
-    text: str
     abstained: bool
     citations: list[Citation] = field(default_factory=list)
     short_answer: str | None = None
+    support: str | None = None
+    reason: str | None = None
     question_type: str = "phrase"
     confidence: float | None = None
+
+    @property
+    def marks(self) -> tuple[int, ...]:
+        """The citations the reply marks, by number (``citations[n-1]``)."""
+        return () if self.abstained or not self.support else (1,)
+
+    @property
+    def headline(self) -> str:
+        """The reply's first line: the short answer as a sentence, or the decline and why."""
+        if self.abstained or not self.short_answer:
+            return " ".join(part for part in (DECLINE, self.reason) if part)
+        return self.short_answer if self.short_answer.endswith(".") else f"{self.short_answer}."
+
+    @property
+    def text(self) -> str:
+        """The chat reply: the headline, then the supporting sentence with its ``[n]`` marks."""
+        if not self.marks:
+            return self.headline
+        return f"{self.headline}\n\n{self.support} {''.join(f'[{n}]' for n in self.marks)}"
+
+    def to_dict(self) -> dict:
+        """The answer as JSON-ready values, ``text`` and ``marks`` included."""
+        return {**asdict(self), "headline": self.headline, "text": self.text, "marks": list(self.marks)}
 
 
 @dataclass(frozen=True)
@@ -125,3 +166,12 @@ class GeneratedAnswer:
         """The documents do not answer: the extractive path abstained (then no model is asked), or the
         model declined."""
         return self.extracted.abstained or self.declined
+
+    @property
+    def marks(self) -> tuple[int, ...]:
+        """The citations the reply marks: the model's valid ``[n]``, or the extracted reply's."""
+        return self.cited if self.generated else self.extracted.marks
+
+    def to_dict(self) -> dict:
+        """The result as JSON-ready values, the extracted answer's included."""
+        return {**asdict(self), "extracted": self.extracted.to_dict(), "marks": list(self.marks)}

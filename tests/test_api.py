@@ -11,46 +11,46 @@ from rag import batches
 from rag.config import MAX_QUESTION_CHARS, PROJECT_ROOT
 
 SEEDS = PROJECT_ROOT / "seeds"
-FOUNDED = "When was the Northeast Asian Automotive Research Institute founded?"
-INSTITUTE_DOC = "000_6fce77a59fee8010.txt"
+MAYOR = "Who is the Mayor of Changchun City?"
+MAYOR_DOC = "003_77923ca0126b27a7.txt"
 HISTORY = [
-    {"role": "user", "content": FOUNDED},
-    {"role": "assistant", "content": "March 31, 2021."},
+    {"role": "user", "content": MAYOR},
+    {"role": "assistant", "content": "Wang Zilian."},
 ]
 # the same conversation as Gradio's chatbot sends it: content as a list of blocks
 GRADIO_HISTORY = [
-    {"role": "user", "content": [{"type": "text", "text": FOUNDED}]},
-    {"role": "assistant", "content": [{"type": "text", "text": "March 31, 2021."}]},
+    {"role": "user", "content": [{"type": "text", "text": MAYOR}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "Wang Zilian."}]},
 ]
 MARK = re.compile(r"\[(\d+)\]")
 
 # Answerable and unanswerable questions alike, for the properties every reply must have.
 QUESTIONS = [
-    (FOUNDED, None),
+    (MAYOR, None),
     ("Who is the CEO of Tesla?", None),
     ("What is the capital of France?", None),
-    ("Who presided over the Conference for the Promotion of Sister Cities of Changchun Auto Clusters?", None),
-    ("Who led the delegation to Changchun on October 18?", None),
-    ("When was the 2023 China Automotive Innovation Conference held?", None),
-    ("What did FAW release on July 15, 2021?", None),
+    ("Which district leaders took part in the Jiaojiang delegation's inspection?", None),
+    ("What kinds of cars make up FAW's product pattern?", None),
+    ("Who delivered speeches at the opening ceremony of the 2023 conference?", None),
+    ("Which province is Changchun in?", None),
     ("Tell me about the zebra crossing.", None),
-    ("In which city was it signed?", HISTORY),
-    ("And who witnessed it?", GRADIO_HISTORY),
+    ("What did he preside over?", HISTORY),
+    ("And who delivered a speech there?", GRADIO_HISTORY),
 ]
 
 
-def test_answers_a_dated_question_with_its_source(seeds_index):
-    answer = rag.ask(FOUNDED, index=seeds_index)
+def test_answers_a_question_with_its_source(seeds_index):
+    answer = rag.ask(MAYOR, index=seeds_index)
     assert isinstance(answer, rag.Answer)
     assert not answer.abstained
-    assert answer.short_answer == "March 31, 2021"
-    assert "March 31, 2021" in answer.text
-    assert answer.question_type == "date"
+    assert answer.short_answer == "Wang Zilian"
+    assert "Wang Zilian" in answer.text
+    assert answer.question_type == "person"
     first = answer.citations[0]
-    assert first.source == INSTITUTE_DOC
-    assert first.answer == "March 31, 2021"
-    assert first.title == "Northeast Asian Automotive Research Institute Founded"
-    assert first.date == "2021-04-06"
+    assert first.source == MAYOR_DOC
+    assert first.answer == "Wang Zilian"
+    assert first.title == "Conference for the Promotion of Sister Cities of Changchun Auto Clusters Held"
+    assert first.date == "2021-10-21"
     assert "[1]" in answer.text
 
 
@@ -66,17 +66,17 @@ def test_abstains_on_what_the_documents_never_mention(seeds_index):
 
 
 def test_follow_up_uses_the_history(seeds_index):
-    # "it" is the agreement of the previous turn: only the history says which article that is
-    answer = rag.ask("In which city was it signed?", history=HISTORY, index=seeds_index)
+    # "there" is the conference the mayor of the previous turn presided over: only the history says which
+    answer = rag.ask("And who delivered a speech there?", history=HISTORY, index=seeds_index)
     assert not answer.abstained
-    assert answer.citations[0].source == INSTITUTE_DOC
-    assert "Changchun" in answer.text
+    assert answer.citations[0].source == MAYOR_DOC
+    assert "Zhang Zhijun" in answer.text
 
 
 def test_gradio_style_history_works_like_plain_messages(seeds_index):
-    plain = rag.ask("In which city was it signed?", history=HISTORY, index=seeds_index)
-    blocks = rag.ask("In which city was it signed?", history=GRADIO_HISTORY, index=seeds_index)
-    assert blocks.citations[0].source == INSTITUTE_DOC
+    plain = rag.ask("And who delivered a speech there?", history=HISTORY, index=seeds_index)
+    blocks = rag.ask("And who delivered a speech there?", history=GRADIO_HISTORY, index=seeds_index)
+    assert blocks.citations[0].source == MAYOR_DOC
     assert blocks == plain
 
 
@@ -108,7 +108,7 @@ def test_a_question_must_be_text(seeds_index):
 @pytest.mark.parametrize("k", [0, -3])
 def test_k_below_one_raises_value_error(seeds_index, k):
     with pytest.raises(ValueError, match="k must be at least 1"):
-        rag.ask(FOUNDED, k=k, index=seeds_index)
+        rag.ask(MAYOR, k=k, index=seeds_index)
 
 
 @pytest.mark.parametrize(("question", "history"), QUESTIONS, ids=[q for q, _ in QUESTIONS])
@@ -130,9 +130,9 @@ def test_every_reply_is_short_and_cites_what_exists(seeds_index, question, histo
 
 
 def test_k_bounds_the_citations(seeds_index):
-    answer = rag.ask(FOUNDED, k=2, index=seeds_index)
+    answer = rag.ask(MAYOR, k=2, index=seeds_index)
     assert 1 <= len(answer.citations) <= 2
-    assert answer.citations[0].source == INSTITUTE_DOC
+    assert answer.citations[0].source == MAYOR_DOC
 
 
 def test_ask_opens_the_configured_index_without_rebuilding_it(seeds_env, monkeypatch):
@@ -140,15 +140,15 @@ def test_ask_opens_the_configured_index_without_rebuilding_it(seeds_env, monkeyp
         raise AssertionError(f"the index was rebuilt: embedded {len(texts)} texts")
 
     monkeypatch.setattr(batches, "encode_passages", no_embedding)
-    answer = rag.ask(FOUNDED)
-    assert answer.citations[0].source == INSTITUTE_DOC
-    assert answer.short_answer == "March 31, 2021"
+    answer = rag.ask(MAYOR)
+    assert answer.citations[0].source == MAYOR_DOC
+    assert answer.short_answer == "Wang Zilian"
 
 
 def test_ask_without_documents_says_where_it_looked(tmp_path):
     # the autouse fixture points RAG_SOURCE_DIR at a folder that does not exist
     with pytest.raises(rag.SourceNotFound, match=re.escape(str(tmp_path / "docs"))):
-        rag.ask(FOUNDED)
+        rag.ask(MAYOR)
 
 
 def test_every_entry_point_indexes_the_chat_uploads_too(tmp_path, tiny_source):

@@ -14,7 +14,7 @@ from rag.__main__ import main as rag_main
 from rag.config import PROJECT_ROOT
 
 SEEDS = PROJECT_ROOT / "seeds"
-FOUNDED = "When was the Northeast Asian Automotive Research Institute founded?"
+MAYOR = "Who is the Mayor of Changchun City?"
 
 
 def run(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
@@ -32,10 +32,10 @@ def run(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_rag_answers_a_question_with_its_source(tmp_path, seeds_env):
     # seeds_env: RAG_INDEX_DIR is a tmp copy of the session's seeds index, so the command only loads it
-    result = run("rag", FOUNDED, cwd=tmp_path, RAG_INDEX_DIR=str(seeds_env), RAG_SOURCE_DIR=str(SEEDS))
+    result = run("rag", MAYOR, cwd=tmp_path, RAG_INDEX_DIR=str(seeds_env), RAG_SOURCE_DIR=str(SEEDS))
     assert result.returncode == 0, result.stderr
-    assert "March 31, 2021" in result.stdout
-    assert "000_6fce77a59fee8010.txt" in result.stdout
+    assert "Wang Zilian" in result.stdout
+    assert "003_77923ca0126b27a7.txt" in result.stdout
     assert "Traceback" not in result.stderr
 
 
@@ -96,18 +96,23 @@ def test_rag_refuses_an_empty_question(tmp_path):
 
 
 def test_rag_json_output_is_the_answer(seeds_env, capsys, quiet_rag_logger):
-    assert rag_main(["--json", "-k", "3", FOUNDED]) == 0
+    assert rag_main(["--json", "-k", "3", MAYOR]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["abstained"] is False
-    assert answer["short_answer"] == "March 31, 2021"
+    assert answer["short_answer"] == "Wang Zilian"
     assert 1 <= len(answer["citations"]) <= 3
     first = answer["citations"][0]
-    assert first["source"] == "000_6fce77a59fee8010.txt"
-    assert first["text"][first["answer_start"] : first["answer_end"]] == "March 31, 2021"
+    assert first["source"] == "003_77923ca0126b27a7.txt"
+    assert first["text"][first["answer_start"] : first["answer_end"]] == "Wang Zilian"
+    assert (
+        answer["text"]
+        == "Wang Zilian.\n\nWang Zilian, Mayor of Changchun City, presided over the conference. [1]"
+    )
+    assert answer["marks"] == [1] and answer["support"] in answer["text"]
 
 
 def test_rag_without_an_index_or_documents_explains(tmp_path, capsys, quiet_rag_logger):
-    assert rag_main([FOUNDED]) == 2
+    assert rag_main([MAYOR]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no folder of documents at ") and "RAG_SOURCE_DIR" in err
 

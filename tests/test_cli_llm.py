@@ -11,7 +11,7 @@ import socket
 
 import pytest
 from fake_llm import Say
-from test_cli import FOUNDED, run
+from test_cli import MAYOR, run
 
 from eval.__main__ import main as eval_main
 from rag.__main__ import main as rag_main
@@ -27,43 +27,43 @@ def closed_port_url() -> str:
 def test_rag_prints_the_generated_answer_then_the_extract_and_sources(
     fake, seeds_env, capsys, quiet_rag_logger
 ):
-    fake.then(Say("It was founded on March 31, 2021 [1][9]."))
-    assert rag_main([FOUNDED, "--llm-base-url", fake.url, "--llm-model", "m"]) == 0
+    fake.then(Say("The mayor is Wang Zilian [1][9]."))
+    assert rag_main([MAYOR, "--llm-base-url", fake.url, "--llm-model", "m"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("It was founded on March 31, 2021 [1].\n")
-    assert "\nExtracted answer: March 31, 2021 [1]\n" in out
+    assert out.startswith("The mayor is Wang Zilian [1].\n")
+    assert "\nExtracted answer: Wang Zilian [1]\n" in out
     assert "Note: 1 citation mark naming no passage given was removed." in out
-    assert "Sources:\n[1] " in out and "000_6fce77a59fee8010.txt" in out
+    assert "Sources:\n[1] " in out and "003_77923ca0126b27a7.txt" in out
     assert fake.requests[0]["model"] == "m"
 
 
 def test_rag_falls_back_with_a_note_when_the_server_is_down(seeds_env, capsys, quiet_rag_logger):
-    assert rag_main([FOUNDED, "--llm-base-url", closed_port_url()]) == 0
+    assert rag_main([MAYOR, "--llm-base-url", closed_port_url()]) == 0
     out = capsys.readouterr().out
     assert out.startswith("\nNote: The language model gave no answer (cannot reach http://127.0.0.1:")
-    assert "\nMarch 31, 2021.\n" in out and "Sources:" in out
+    assert "\nWang Zilian.\n" in out and "Sources:" in out
 
 
 def test_rag_json_holds_the_generated_answer(fake, seeds_env, capsys, quiet_rag_logger):
-    fake.then(Say("March 31, 2021 [1]."))
-    assert rag_main(["--json", FOUNDED, "--llm-base-url", fake.url]) == 0
+    fake.then(Say("Wang Zilian [1]."))
+    assert rag_main(["--json", MAYOR, "--llm-base-url", fake.url]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["text"] == "March 31, 2021 [1]." and result["generated"] and result["grounded"]
-    assert result["extracted"]["short_answer"] == "March 31, 2021"
+    assert result["text"] == "Wang Zilian [1]." and result["generated"] and result["grounded"]
+    assert result["extracted"]["short_answer"] == "Wang Zilian"
 
 
 def test_no_llm_keeps_the_extractive_answer(fake, seeds_env, capsys, quiet_rag_logger, monkeypatch):
     monkeypatch.setenv("RAG_LLM_BASE_URL", fake.url)
-    assert rag_main([FOUNDED, "--no-llm"]) == 0
-    assert capsys.readouterr().out.startswith("March 31, 2021.\n") and fake.requests == []
+    assert rag_main([MAYOR, "--no-llm"]) == 0
+    assert capsys.readouterr().out.startswith("Wang Zilian.\n") and fake.requests == []
 
 
 @pytest.mark.slow
 def test_rag_reads_the_server_from_the_environment(fake, tmp_path, seeds_env):
-    fake.then(Say("It was founded on March 31, 2021 [1]."))
+    fake.then(Say("The mayor is Wang Zilian [1]."))
     result = run(
         "rag",
-        FOUNDED,
+        MAYOR,
         cwd=tmp_path,
         RAG_INDEX_DIR=str(seeds_env),
         RAG_SOURCE_DIR=str(PROJECT_ROOT / "seeds"),
@@ -71,20 +71,20 @@ def test_rag_reads_the_server_from_the_environment(fake, tmp_path, seeds_env):
         RAG_LLM_MODEL="env-model",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("It was founded on March 31, 2021 [1].")
+    assert result.stdout.startswith("The mayor is Wang Zilian [1].")
     assert fake.requests[0]["model"] == "env-model" and "Traceback" not in result.stderr
 
 
 def test_rag_refuses_a_bad_timeout(seeds_env, capsys, quiet_rag_logger, monkeypatch):
     monkeypatch.setenv("RAG_LLM_BASE_URL", "http://127.0.0.1:1/v1")
     monkeypatch.setenv("RAG_LLM_TIMEOUT", "never")
-    assert rag_main([FOUNDED]) == 2
+    assert rag_main([MAYOR]) == 2
     assert "RAG_LLM_TIMEOUT" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_eval_llm_scores_the_generative_path_alike(fake, seeds_env, capsys, tmp_path, quiet_rag_logger):
-    fake.default = Say("The answer is March 31, 2021 [1][6].")
+    fake.default = Say("The answer is Wang Zilian [1][6].")
     report = tmp_path / "report.json"
     assert (
         eval_main(["--llm", "--llm-base-url", fake.url, "--limit", "6", "--quiet", "--json", str(report)])
@@ -99,7 +99,7 @@ def test_eval_llm_scores_the_generative_path_alike(fake, seeds_env, capsys, tmp_
     assert llm["generated"] == llm["grounded"] == len(asked) and llm["fell_back"] == 0
     assert llm["dropped_marks"] == len(asked) and llm["invalid_marks_shown"] == 0
     for item in asked:
-        assert item["reply"] == "The answer is March 31, 2021 [1]."
+        assert item["reply"] == "The answer is Wang Zilian [1]."
         assert "1" not in item["prediction"].split()  # marks never count as answer words
     assert re.search(rf"\ninvalid \[n\] shown +0 \({len(asked)} dropped before showing\)\n", out)
 

@@ -89,8 +89,8 @@ def test_answer_correct_is_false_when_abstained_or_unanswerable():
 
 def test_cited_sources_maps_marks_and_ignores_out_of_range():
     sources = ["a.txt", "b.txt", "c.txt"]
-    assert metrics.cited_sources("X [2] and Y [1][2], Z [7] [0].", sources) == ["b.txt", "a.txt"]
-    assert metrics.cited_sources("no marks", sources) == []
+    assert metrics.cited_sources([2, 1, 2, 7, 0], sources) == ["b.txt", "a.txt"]
+    assert metrics.cited_sources([], sources) == []
 
 
 def test_invalid_marks_counts_marks_naming_no_citation():
@@ -162,6 +162,7 @@ class FakeAnswer:
     abstained: bool = False
     citations: list[FakeCitation] = field(default_factory=list)
     short_answer: str | None = None
+    marks: tuple[int, ...] = ()
 
 
 def _item(id_, answers=("Paris",), source="france.txt"):
@@ -173,6 +174,7 @@ def test_score_item_answerable():
         text="The capital is Paris [2].",
         citations=[FakeCitation("other.txt"), FakeCitation("france.txt")],
         short_answer="Paris",
+        marks=(2,),
     )
     r = score_item(_item("q1"), answer, 12.5)
     assert (r.accurate, r.correct, r.exact_match, r.f1) == (True, True, 1.0, 1.0)

@@ -28,9 +28,9 @@ from rag.generate import (
 )
 from rag.llm import api_root, chat_stream
 
-INSTITUTE = "When was the Northeast Asian Automotive Research Institute founded?"
-INSTITUTE_DOC = "000_6fce77a59fee8010.txt"
-REWRITTEN = "Who signed the framework agreement on the Northeast Asian Automotive Research Institute?"
+MAYOR = "Who is the Mayor of Changchun City?"
+MAYOR_DOC = "003_77923ca0126b27a7.txt"
+REWRITTEN = "Which conference did Wang Zilian, Mayor of Changchun City, preside over?"
 
 
 def settings(fake: FakeLLM, **kw) -> LLMSettings:
@@ -45,10 +45,10 @@ def streamed(generation) -> list[str]:
 
 
 def test_prompt_numbers_the_passages_in_citation_order(seeds_index):
-    answer = ask(INSTITUTE, index=seeds_index)
-    system, user = build_messages(INSTITUTE, answer.citations)
+    answer = ask(MAYOR, index=seeds_index)
+    system, user = build_messages(MAYOR, answer.citations)
     assert system["role"] == "system" and DECLINE in system["content"] and "[1]" in system["content"]
-    assert user["role"] == "user" and user["content"].rstrip().endswith(f"Question: {INSTITUTE}")
+    assert user["role"] == "user" and user["content"].rstrip().endswith(f"Question: {MAYOR}")
     body = user["content"]
     positions = [body.index(f"[{n}] {c.title}") for n, c in enumerate(answer.citations, 1)]
     assert positions == sorted(positions), "passage n is citations[n-1], in order"
@@ -60,16 +60,16 @@ def test_prompt_numbers_the_passages_in_citation_order(seeds_index):
 
 def test_rewrite_prompt_shows_the_recent_turns_without_marks():
     history = [
-        {"role": "user", "content": INSTITUTE},
+        {"role": "user", "content": MAYOR},
         {
             "role": "assistant",
-            "content": [{"type": "text", "text": "March 31, 2021.\n\nThey signed it. [1]"}],
+            "content": [{"type": "text", "text": "Wang Zilian.\n\nHe presided over it. [1]"}],
         },
     ]
-    _, user = rewrite_messages("Who signed it?", history)
-    assert f"User: {INSTITUTE}" in user["content"]
-    assert "Assistant: March 31, 2021. They signed it." in user["content"] and "[1]" not in user["content"]
-    assert "Last question: Who signed it?" in user["content"]
+    _, user = rewrite_messages("What did he preside over?", history)
+    assert f"User: {MAYOR}" in user["content"]
+    assert "Assistant: Wang Zilian. He presided over it." in user["content"] and "[1]" not in user["content"]
+    assert "Last question: What did he preside over?" in user["content"]
 
 
 @pytest.mark.parametrize(
@@ -78,13 +78,14 @@ def test_rewrite_prompt_shows_the_recent_turns_without_marks():
         (REWRITTEN, REWRITTEN),
         (f"Rewritten question: {REWRITTEN}\nExplanation: ...", REWRITTEN),
         (f'"{REWRITTEN}"', REWRITTEN),
-        ("The agreement was signed by Jing Junhai.", "Who signed it?"),  # an answer, not a question
-        ("", "Who signed it?"),
-        ("Why? " * 200, "Who signed it?"),  # runaway
+        # an answer, not a question
+        ("The conference was presided over by Wang Zilian.", "What did he preside over?"),
+        ("", "What did he preside over?"),
+        ("Why? " * 200, "What did he preside over?"),  # runaway
     ],
 )
 def test_parse_rewrite_keeps_only_a_question(reply, expected):
-    assert parse_rewrite(reply, "Who signed it?") == expected
+    assert parse_rewrite(reply, "What did he preside over?") == expected
 
 
 # --- the citation filter -------------------------------------------------------------------------
@@ -203,60 +204,60 @@ def test_api_root(url, root):
 def test_stream_is_grounded_and_asks_for_it_properly(fake, seeds_index):
     fake.then(
         Say(
-            "It was founded on March 31, 2021 [1].",
-            pieces=("It was", " founded on March 31", ", 2021 [", "1]."),
+            "The mayor is Wang Zilian [1].",
+            pieces=("The", " mayor is Wang", " Zilian [", "1]."),
         )
     )
-    gen = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake, api_key="sk-test"))
+    gen = ask_stream(MAYOR, index=seeds_index, llm=settings(fake, api_key="sk-test"))
     deltas = streamed(gen)
     result = gen.result()
     assert len(deltas) >= 3, "the answer streams in pieces"
-    assert "".join(deltas) == result.text == "It was founded on March 31, 2021 [1]."
+    assert "".join(deltas) == result.text == "The mayor is Wang Zilian [1]."
     assert result.generated and result.grounded and not result.disagrees and not result.abstained
     assert result.cited == (1,) and result.notices == ()
-    assert result.extracted == ask(INSTITUTE, index=seeds_index)
-    assert result.citations[0].source == INSTITUTE_DOC and result.short_answer == "March 31, 2021"
+    assert result.extracted == ask(MAYOR, index=seeds_index)
+    assert result.citations[0].source == MAYOR_DOC and result.short_answer == "Wang Zilian"
 
     (request,) = fake.requests
     assert request["path"] == "/v1/chat/completions" and request["stream"] is True
     assert request["model"] == "fake-model", "no model named: the server's first"
     assert request["temperature"] == 0 and request["max_tokens"] == 400
     assert request["headers"]["authorization"] == "Bearer sk-test"
-    assert request["messages"] == build_messages(INSTITUTE, result.citations)
+    assert request["messages"] == build_messages(MAYOR, result.citations)
 
 
 def test_marks_naming_no_passage_never_reach_the_reader(fake, seeds_index):
-    fake.then(Say("Founded on March 31, 2021 [1][7], in Changchun [12] [2]."))
-    gen = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake, model="m"))
+    fake.then(Say("The mayor is Wang Zilian [1][7], in Changchun [12] [2]."))
+    gen = ask_stream(MAYOR, index=seeds_index, llm=settings(fake, model="m"))
     deltas = streamed(gen)
     result = gen.result()
     assert "[7]" not in "".join(deltas) and "[12]" not in "".join(deltas)
-    assert result.text == "Founded on March 31, 2021 [1], in Changchun [2]."
+    assert result.text == "The mayor is Wang Zilian [1], in Changchun [2]."
     assert result.cited == (1, 2) and result.dropped == (7, 12) and result.grounded
     assert any("2 citation marks" in n for n in result.notices)
     assert fake.requests[0]["model"] == "m"
 
 
 def test_an_answer_without_a_valid_citation_is_not_grounded(fake, seeds_index):
-    fake.then(Say("It was founded on March 31, 2021 [9]."))
-    result = generate_answer(INSTITUTE, index=seeds_index, llm=settings(fake))
+    fake.then(Say("The mayor is Wang Zilian [9]."))
+    result = generate_answer(MAYOR, index=seeds_index, llm=settings(fake))
     assert result.generated and not result.grounded and result.cited == () and result.dropped == (9,)
-    assert result.text == "It was founded on March 31, 2021."
+    assert result.text == "The mayor is Wang Zilian."
     assert any("not grounded" in n for n in result.notices)
 
 
 def test_disagreement_with_the_extracted_answer_is_said(fake, seeds_index):
     fake.then(Say("It was founded in 1999 [1]."))
-    result = generate_answer(INSTITUTE, index=seeds_index, llm=settings(fake))
+    result = generate_answer(MAYOR, index=seeds_index, llm=settings(fake))
     assert result.grounded and result.disagrees
-    assert any("“March 31, 2021” [1]" in n and "check the sources" in n for n in result.notices)
+    assert any("“Wang Zilian” [1]" in n and "check the sources" in n for n in result.notices)
 
 
 def test_the_model_declining_counts_as_abstaining(fake, seeds_index):
     fake.then(Say("The answer is not in the documents."))
-    result = generate_answer(INSTITUTE, index=seeds_index, llm=settings(fake))
+    result = generate_answer(MAYOR, index=seeds_index, llm=settings(fake))
     assert result.generated and result.declined and result.abstained and not result.grounded
-    assert not result.extracted.abstained and result.short_answer == "March 31, 2021"
+    assert not result.extracted.abstained and result.short_answer == "Wang Zilian"
     assert any("no answer in the passages" in n for n in result.notices)
 
 
@@ -269,16 +270,16 @@ def test_when_the_documents_do_not_answer_the_model_is_not_asked(fake, seeds_ind
 
 def test_with_no_server_configured_it_is_the_extractive_answer(seeds_index, monkeypatch):
     monkeypatch.delenv("RAG_LLM_BASE_URL", raising=False)
-    gen = ask_stream(INSTITUTE, index=seeds_index)
+    gen = ask_stream(MAYOR, index=seeds_index)
     assert streamed(gen) == []
     result = gen.result()
-    assert result.text == ask(INSTITUTE, index=seeds_index).text and not result.generated
+    assert result.text == ask(MAYOR, index=seeds_index).text and not result.generated
 
 
 def test_the_configured_server_is_used_by_default(fake, seeds_index, monkeypatch):
     monkeypatch.setenv("RAG_LLM_BASE_URL", fake.url)
-    fake.then(Say("March 31, 2021 [1]."))
-    assert generate_answer(INSTITUTE, index=seeds_index).grounded
+    fake.then(Say("Wang Zilian [1]."))
+    assert generate_answer(MAYOR, index=seeds_index).grounded
 
 
 def closed_port_url() -> str:
@@ -310,12 +311,12 @@ def test_any_server_failure_gives_the_extracted_answer_with_a_notice(fake, seeds
     step, says = FAILURES[case]
     fake.then(step)
     start = time.monotonic()
-    gen = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake, model="m", timeout=1.0))
+    gen = ask_stream(MAYOR, index=seeds_index, llm=settings(fake, model="m", timeout=1.0))
     deltas = streamed(gen)
     result = gen.result()
     assert time.monotonic() - start < 5, "a failing server must not hold the reader up"
     assert not result.generated and not result.grounded
-    assert result.text == ask(INSTITUTE, index=seeds_index).text
+    assert result.text == ask(MAYOR, index=seeds_index).text
     (notice,) = result.notices
     assert says in notice and "extracted answer" in notice and "Traceback" not in notice
     if case == "killed mid-answer":
@@ -324,7 +325,7 @@ def test_any_server_failure_gives_the_extracted_answer_with_a_notice(fake, seeds
 
 def test_connection_refused_falls_back_at_once(seeds_index):
     start = time.monotonic()
-    result = generate_answer(INSTITUTE, index=seeds_index, llm=LLMSettings(closed_port_url(), "m", timeout=5))
+    result = generate_answer(MAYOR, index=seeds_index, llm=LLMSettings(closed_port_url(), "m", timeout=5))
     assert time.monotonic() - start < 3
     assert not result.generated and "cannot reach http://127.0.0.1:" in result.notices[0]
 
@@ -338,57 +339,61 @@ def test_the_client_raises_its_named_error(fake):
 # --- follow-ups ----------------------------------------------------------------------------------
 
 FOLLOW_UP_HISTORY = [
-    {"role": "user", "content": INSTITUTE},
-    {"role": "assistant", "content": "March 31, 2021.\n\nThe People’s Government of Jilin Province ... [1]"},
+    {"role": "user", "content": MAYOR},
+    {"role": "assistant", "content": "Wang Zilian.\n\nWang Zilian, Mayor of Changchun, presided ... [1]"},
 ]
 
 
 def test_a_follow_up_is_rewritten_before_retrieval(fake, seeds_index):
-    fake.then(Say(REWRITTEN), Say("Officials of Jilin Province signed it [1]."))
+    fake.then(Say(REWRITTEN), Say("The sister-cities conference of Changchun's auto clusters [1]."))
     result = generate_answer(
-        "Who signed it?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "What did he preside over?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
     rewrite, answer = fake.requests
     assert not rewrite.get("stream") and rewrite["max_tokens"] <= 64
-    assert rewrite["messages"] == rewrite_messages("Who signed it?", FOLLOW_UP_HISTORY)
+    assert rewrite["messages"] == rewrite_messages("What did he preside over?", FOLLOW_UP_HISTORY)
     assert result.question == REWRITTEN
     assert result.extracted == ask(REWRITTEN, history=FOLLOW_UP_HISTORY, index=seeds_index)
     assert answer["messages"][1]["content"].endswith(f"Question: {REWRITTEN}")
-    assert result.citations[0].source == INSTITUTE_DOC and result.grounded
+    assert result.citations[0].source == MAYOR_DOC and result.grounded
 
 
 def test_a_rewrite_that_is_not_a_question_is_ignored(fake, seeds_index):
     fake.then(Say("It was signed in Changchun."), Say("Changchun [1]."))
     result = generate_answer(
-        "Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "And who delivered a speech there?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
-    assert result.question == "Where was it signed?"
-    assert result.extracted == ask("Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index)
+    assert result.question == "And who delivered a speech there?"
+    assert result.extracted == ask(
+        "And who delivered a speech there?", history=FOLLOW_UP_HISTORY, index=seeds_index
+    )
 
 
 def test_a_rewrite_naming_something_unknown_does_not_cost_the_answer(fake, seeds_index):
-    fake.then(Say("Where was the Zorblat treaty signed?"), Say("Changchun [1]."))
+    fake.then(Say("Who delivered a speech at the Zorblat conference?"), Say("Zhang Zhijun [1]."))
     result = generate_answer(
-        "Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "And who delivered a speech there?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
-    assert ask("Where was the Zorblat treaty signed?", index=seeds_index).abstained
-    assert result.question == "Where was it signed?" and not result.abstained
+    assert ask("Who delivered a speech at the Zorblat conference?", index=seeds_index).abstained
+    assert result.question == "And who delivered a speech there?" and not result.abstained
 
 
 def test_a_server_that_fails_the_rewrite_is_not_asked_again(fake, seeds_index):
     fake.then(Status(503), Say("never asked [1]"))
     result = generate_answer(
-        "Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
+        "And who delivered a speech there?", history=FOLLOW_UP_HISTORY, index=seeds_index, llm=settings(fake)
     )
     assert len(fake.requests) == 1
     assert not result.generated and "HTTP 503" in result.notices[0]
-    assert result.extracted == ask("Where was it signed?", history=FOLLOW_UP_HISTORY, index=seeds_index)
+    assert result.extracted == ask(
+        "And who delivered a speech there?", history=FOLLOW_UP_HISTORY, index=seeds_index
+    )
 
 
 def test_a_first_question_is_not_rewritten(fake, seeds_index):
-    fake.then(Say("March 31, 2021 [1]."))
+    fake.then(Say("Wang Zilian [1]."))
     generate_answer(
-        INSTITUTE, history=[{"role": "assistant", "content": "Hello"}], index=seeds_index, llm=settings(fake)
+        MAYOR, history=[{"role": "assistant", "content": "Hello"}], index=seeds_index, llm=settings(fake)
     )
     assert len(fake.requests) == 1 and fake.requests[0]["stream"] is True
 
@@ -400,12 +405,12 @@ def test_invalid_questions_raise_before_anything_is_asked(fake, seeds_index):
 
 
 def test_a_generation_streams_once(fake, seeds_index):
-    fake.then(Say("March 31, 2021 [1]."), Say("March 31, 2021 [1]."))
-    gen = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake))
+    fake.then(Say("Wang Zilian [1]."), Say("Wang Zilian [1]."))
+    gen = ask_stream(MAYOR, index=seeds_index, llm=settings(fake))
     assert gen.result().grounded, "result() streams what is left"
     with pytest.raises(RuntimeError, match="iterated once"):
         list(gen)
-    abandoned = ask_stream(INSTITUTE, index=seeds_index, llm=settings(fake))
+    abandoned = ask_stream(MAYOR, index=seeds_index, llm=settings(fake))
     next(iter(abandoned))
     with pytest.raises(RuntimeError, match="abandoned"):
         abandoned.result()

@@ -33,12 +33,12 @@ pytestmark = [
     ),
 ]
 
-INSTITUTE = "When was the Northeast Asian Automotive Research Institute founded?"
+MAYOR = "Who is the Mayor of Changchun City?"
 QUESTIONS = [
-    INSTITUTE,
-    "How many key cooperation projects were signed at the sister-cities conference?",
+    MAYOR,
+    "Which district leaders took part in the Jiaojiang delegation's inspection?",
     "Which province is Changchun in?",
-    "Where was the 2023 China Automotive Innovation Conference held?",
+    "Who delivered speeches at the opening ceremony of the 2023 conference?",
 ]
 # A CPU reads the prompt slowly (the passages are most of the time), so two passages and short answers.
 K = 2
@@ -126,13 +126,13 @@ def marks(text: str) -> list[int]:
 
 
 def test_the_real_server_streams_an_answer_from_the_passages(server, seeds_index):
-    gen = ask_stream(INSTITUTE, k=K, index=seeds_index, llm=server.settings())
+    gen = ask_stream(MAYOR, k=K, index=seeds_index, llm=server.settings())
     deltas = list(gen)
     result = gen.result()
     assert result.generated, (result.notices, server.diagnose())
     assert len(deltas) > 3, "the answer arrives token by token"
     assert "".join(deltas).strip() == result.text
-    assert result.extracted == ask(INSTITUTE, k=K, index=seeds_index)
+    assert result.extracted == ask(MAYOR, k=K, index=seeds_index)
     assert all(1 <= n <= len(result.citations) for n in marks(result.text))
     assert set(result.cited) == set(marks(result.text))
     assert result.grounded == bool(result.cited)
@@ -156,20 +156,21 @@ def test_every_mark_shown_names_a_passage_that_was_given(server, seeds_index):
 
 def test_a_follow_up_is_rewritten_by_the_real_model(server, seeds_index):
     history = [
-        {"role": "user", "content": INSTITUTE},
-        {"role": "assistant", "content": "March 31, 2021. [1]"},
+        {"role": "user", "content": MAYOR},
+        {"role": "assistant", "content": "Wang Zilian. [1]"},
     ]
-    gen = ask_stream("Where was it signed?", history=history, k=K, index=seeds_index, llm=server.settings())
+    follow_up = "What did he preside over?"
+    gen = ask_stream(follow_up, history=history, k=K, index=seeds_index, llm=server.settings())
     result = gen.result()
     assert result.generated, (result.notices, server.diagnose())
-    assert result.question == "Where was it signed?" or result.question.endswith("?")
+    assert result.question == follow_up or result.question.endswith("?")
 
 
 def test_killing_the_server_mid_answer_gives_the_extracted_answer(tmp_path, seeds_index):
     doomed = Server(tmp_path / "doomed.log")
     try:
         llm = doomed.settings(max_tokens=400, timeout=30.0)
-        gen = ask_stream(INSTITUTE, k=K, index=seeds_index, llm=llm)
+        gen = ask_stream(MAYOR, k=K, index=seeds_index, llm=llm)
         start = time.monotonic()
         deltas = []
         for delta in gen:
@@ -180,13 +181,13 @@ def test_killing_the_server_mid_answer_gives_the_extracted_answer(tmp_path, seed
         assert len(deltas) >= 2, "the answer had started streaming"
         assert time.monotonic() - start < 15, "no hang after the server died"
         assert not result.generated and not result.grounded
-        assert result.text == ask(INSTITUTE, k=K, index=seeds_index).text
+        assert result.text == ask(MAYOR, k=K, index=seeds_index).text
         (notice,) = result.notices
         assert "extracted answer" in notice and "Traceback" not in notice
 
         # and the next question, with the server gone, falls back at once
         start = time.monotonic()
-        again = ask_stream(INSTITUTE, k=K, index=seeds_index, llm=llm)
+        again = ask_stream(MAYOR, k=K, index=seeds_index, llm=llm)
         assert list(again) == []
         assert "cannot reach" in again.result().notices[0]
         assert time.monotonic() - start < 5

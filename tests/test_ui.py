@@ -39,8 +39,8 @@ from ui.app import (
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
-INSTITUTE = "When was the Northeast Asian Automotive Research Institute founded?"
-INSTITUTE_DOC = "000_6fce77a59fee8010.txt"
+MAYOR = "Who is the Mayor of Changchun City?"
+MAYOR_DOC = "003_77923ca0126b27a7.txt"
 ZORBLAT = (
     "Zorblat Widget Company\n\n"
     "The Zorblat Widget Company was founded in Ulaanbaatar on May 5, 1999 by the engineer Ada Quill.\n"
@@ -57,44 +57,45 @@ def final(messages_stream) -> list[dict]:
 
 
 def test_respond_streams_the_short_answer_first_then_adds_source_cards(seeds_index):
-    steps = list(respond(INSTITUTE, [], index=seeds_index, seconds=0))
+    steps = list(respond(MAYOR, [], index=seeds_index, seconds=0))
     assert len(steps) > 3, "the reply should arrive in pieces"
-    assert "March 31, 2021" in steps[0][0]["content"], "the short answer comes first"
+    assert "Wang Zilian" in steps[0][0]["content"], "the short answer comes first"
     assert all(len(s) == 1 for s in steps[:-1]), "the cards come only with the finished reply"
     texts = [s[0]["content"] for s in steps]
     assert all(len(a) <= len(b) for a, b in zip(texts, texts[1:], strict=False))
 
     reply, cards = steps[-1]
     assert reply["role"] == cards["role"] == "assistant"
-    assert reply["content"].startswith("**March 31, 2021.**")
+    assert reply["content"].startswith("**Wang Zilian.**")
     assert "[1]" in reply["content"]
     assert SOURCES_CLASS in cards["content"]
-    assert "[1]</span>" in cards["content"] and INSTITUTE_DOC in cards["content"]
-    assert "<mark>March 31, 2021</mark>" in cards["content"]
+    assert "[1]</span>" in cards["content"] and MAYOR_DOC in cards["content"]
+    assert "<mark>Wang Zilian</mark>" in cards["content"]
 
 
 def test_respond_is_a_thin_layer_over_ask(seeds_index):
-    answer = rag.ask(INSTITUTE, index=seeds_index)
-    reply, cards = final(respond(INSTITUTE, None, index=seeds_index, seconds=0))
+    answer = rag.ask(MAYOR, index=seeds_index)
+    reply, cards = final(respond(MAYOR, None, index=seeds_index, seconds=0))
     assert reply["content"] == render_answer(answer)
     assert cards["content"] == render_sources(answer)
 
 
 def test_follow_up_uses_the_chat_without_its_source_cards(seeds_index):
-    first = final(respond(INSTITUTE, [], index=seeds_index, seconds=0))
+    first = final(respond(MAYOR, [], index=seeds_index, seconds=0))
     # as Gradio hands the history back: content blocks, cards included
-    history = [{"role": "user", "content": [{"type": "text", "text": INSTITUTE}]}] + [
+    history = [{"role": "user", "content": [{"type": "text", "text": MAYOR}]}] + [
         {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in first
     ]
     turns = conversation(history)
     assert [t["role"] for t in turns] == ["user", "assistant"]
-    assert turns[0]["content"] == INSTITUTE and SOURCES_CLASS not in turns[1]["content"]
+    assert turns[0]["content"] == MAYOR and SOURCES_CLASS not in turns[1]["content"]
 
-    reply, cards = final(respond("Where was it signed?", history, index=seeds_index, seconds=0))
-    expected = rag.ask("Where was it signed?", history=turns, index=seeds_index)
+    follow_up = "And who delivered a speech there?"
+    reply, cards = final(respond(follow_up, history, index=seeds_index, seconds=0))
+    expected = rag.ask(follow_up, history=turns, index=seeds_index)
     assert not expected.abstained
     assert reply["content"] == render_answer(expected)
-    assert INSTITUTE_DOC in cards["content"]
+    assert MAYOR_DOC in cards["content"]
 
 
 def test_abstention_offers_related_passages_not_an_answer(seeds_index):
@@ -106,10 +107,10 @@ def test_abstention_offers_related_passages_not_an_answer(seeds_index):
 
 def test_converse_shows_the_question_at_once_then_the_growing_reply(seeds_index):
     before = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
-    chats = list(converse(INSTITUTE, before, index=seeds_index, seconds=0))
-    assert chats[0] == before + [{"role": "user", "content": INSTITUTE}]
+    chats = list(converse(MAYOR, before, index=seeds_index, seconds=0))
+    assert chats[0] == before + [{"role": "user", "content": MAYOR}]
     assert all(c[:3] == chats[0] for c in chats)
-    assert chats[-1][3:] == final(respond(INSTITUTE, before, index=seeds_index, seconds=0))
+    assert chats[-1][3:] == final(respond(MAYOR, before, index=seeds_index, seconds=0))
     assert list(converse("  ", before, index=seeds_index)) == [before], "Enter on an empty box does nothing"
 
 
@@ -138,8 +139,8 @@ def hostile_answer() -> Answer:
         answer_end=start + len("May 1, 2020"),
     )
     other = Citation("b.txt", "Other", None, "Nothing to see.", 0, 15, 0.1)
-    reply = "May 1, 2020.\n\nRosie & *Co* opened on May 1, 2020 <img src=x> [1]"
-    return Answer(reply, False, [cite, other], "May 1, 2020", "date")
+    support = "Rosie & *Co* opened on May 1, 2020 <img src=x>"
+    return Answer(False, [cite, other], "May 1, 2020", support, question_type="date")
 
 
 def test_source_cards_escape_passage_text_and_highlight_the_answer_span():
@@ -162,8 +163,10 @@ def test_reply_markdown_shows_document_text_literally_but_keeps_citation_marks()
     assert "\\<img src=x\\>" in md and "\\*Co\\*" in md  # shown as typed, not as a tag or emphasis
     assert md.count("<") == md.count("\\<")
     assert md.endswith("[1]")
-    # a streamed prefix still renders with balanced emphasis
-    assert render_answer(answer, "May 1,") == "**May 1,**"
+    # as it streams: the short answer alone first, then words of its sentence, the mark last
+    assert render_answer(answer, 0) == "**May 1, 2020.**"
+    assert render_answer(answer, 2) == "**May 1, 2020.**\n\nRosie \\&"
+    assert "[1]" not in render_answer(answer, 99)
 
 
 # --- uploads ---------------------------------------------------------------------------------------
@@ -407,32 +410,32 @@ def test_upload_names_are_checked_again_when_stored(library):
 
 
 def test_api_answers_the_example_question_with_its_citation(ui_server):
-    reply, cards = client(ui_server).predict(INSTITUTE, api_name="/chat")
-    assert "March 31, 2021" in reply["content"] and "[1]" in reply["content"]
-    assert INSTITUTE_DOC in cards["content"] and "<mark>March 31, 2021</mark>" in cards["content"]
+    reply, cards = client(ui_server).predict(MAYOR, api_name="/chat")
+    assert "Wang Zilian" in reply["content"] and "[1]" in reply["content"]
+    assert MAYOR_DOC in cards["content"] and "<mark>Wang Zilian</mark>" in cards["content"]
 
 
 @pytest.mark.slow
 def test_api_keeps_the_conversation_per_session(ui_server, seeds_index):
     session = client(ui_server)
-    session.predict(INSTITUTE, api_name="/chat")
-    reply, cards = session.predict("Who signed it?", api_name="/chat")
-    shown = render_answer(rag.ask(INSTITUTE, index=seeds_index))
-    history = [{"role": "user", "content": INSTITUTE}, {"role": "assistant", "content": shown}]
-    expected = rag.ask("Who signed it?", history=history, index=seeds_index)
-    assert reply["content"] == render_answer(expected) and INSTITUTE_DOC in cards["content"]
+    session.predict(MAYOR, api_name="/chat")
+    reply, cards = session.predict("And who delivered a speech there?", api_name="/chat")
+    shown = render_answer(rag.ask(MAYOR, index=seeds_index))
+    history = [{"role": "user", "content": MAYOR}, {"role": "assistant", "content": shown}]
+    expected = rag.ask("And who delivered a speech there?", history=history, index=seeds_index)
+    assert reply["content"] == render_answer(expected) and MAYOR_DOC in cards["content"]
 
 
 @pytest.mark.slow
 def test_eight_simultaneous_questions_are_all_answered_correctly(ui_server, seeds_index):
     questions = [
-        INSTITUTE,
-        "Who was Secretary of the CPC Jilin Provincial Committee when the institute agreement was signed?",
-        "On what date did the 2023 China Automotive Innovation Conference open?",
-        'On what date was FAW\'s "14th Five-Year Plan" Development Planning Outline released?',
-        "On what date was the Conference for the Promotion of Sister Cities of Changchun Auto Clusters held?",
-        "How many key cooperation projects were signed at the sister-cities conference?",
-        "Who led the district delegation that toured FAW's R&D institute?",
+        MAYOR,
+        "Which province is Changchun in?",
+        "Which district leaders took part in the Jiaojiang delegation's inspection?",
+        "Who delivered speeches at the opening ceremony of the 2023 conference?",
+        "What kinds of cars make up FAW's product pattern?",
+        "Who attended the meeting at which FAW released its development outline?",
+        "When was the report on the research institute updated?",
         "What is the capital of Mars?",
     ]
     assert len(questions) == CONCURRENCY
@@ -451,7 +454,7 @@ def test_eight_simultaneous_questions_are_all_answered_correctly(ui_server, seed
     for t in threads:
         t.join(timeout=60)
     assert [got.get(i) for i in range(len(questions))] == expected
-    assert "March 31, 2021" in got[0]
+    assert "Wang Zilian" in got[0]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 from test_ui import (  # noqa: F401  (ui_server, upload_server: the apps; the rest: helpers)
-    INSTITUTE,
+    MAYOR,
     ZORBLAT,
     ZORBLAT_QUESTION,
     client,
@@ -93,7 +93,7 @@ def planted_answer() -> Answer:
         answer_start=start,
         answer_end=start + len("May 5, 1999"),
     )
-    return Answer("May 5, 1999.\n\n" + PLANTED, False, [cite], "May 5, 1999", "date")
+    return Answer(False, [cite], "May 5, 1999", PLANTED, question_type="date")
 
 
 def test_planted_links_in_a_reply_render_as_plain_text():
@@ -103,10 +103,12 @@ def test_planted_links_in_a_reply_render_as_plain_text():
     shown = visible(to_html(md))
     assert "opened[7](https://evil.example/phish)" in shown
     assert "[7]: https://evil.example/definition" in shown
-    assert shown.rstrip().endswith("As said [7].")
-    assert md.rstrip().endswith("As said [7]."), "the app's own marks stay plain [n]"
-    # a streamed prefix too
-    assert_inert(render_answer(answer, answer.text[: answer.text.index("(https") + 30]))
+    assert shown.rstrip().endswith("As said [7]. [1]")
+    assert md.rstrip().endswith("As said [7]. [1]"), "marks, the app's and the passage's, stay plain [n]"
+    # and every prefix as it streams
+    words = PLANTED.split()
+    for shown_words in range(words.index("opened[7](https://evil.example/phish)") + 1, len(words) + 1):
+        assert_inert(render_answer(answer, shown_words))
 
 
 def test_planted_links_in_titles_and_file_names_stay_inside_the_cards():
@@ -118,7 +120,7 @@ def test_planted_links_in_titles_and_file_names_stay_inside_the_cards():
 def test_a_mark_written_in_a_passage_does_not_make_its_card_look_cited():
     answer = planted_answer()
     other = Citation("other.txt", "Other", None, "Unrelated text.", 0, 15, 0.5)
-    answer = Answer(answer.text.replace("[7]", "[2]"), False, [answer.citations[0], other], "May 5, 1999")
+    answer = Answer(False, [answer.citations[0], other], "May 5, 1999", PLANTED.replace("[7]", "[2]"))
     assert "[2]" in answer.text  # quoted from the passage, not written by the app
     cards = render_sources(answer)
     assert cards.count('class="rag-card" open') == 1
@@ -143,22 +145,22 @@ def test_model_written_text_and_notices_cannot_make_links():
 
 
 @pytest.mark.parametrize(
-    ("text", "shown"),
+    ("short", "support", "shown"),
     [
-        ("18.\n\nThe delegation had 18 members [1].", "18."),
-        ("2019.\n\nIt was 2019. [1]", "2019."),
-        ("3) three\n\n4) four [1]", "3) three"),
+        ("18", "The delegation had 18 members.", "18."),
+        ("2019", "It was 2019.", "2019."),
+        ("3) three", "4) four", "3) three"),
     ],
 )
-def test_numbers_at_the_start_of_a_line_show_as_typed(text, shown):
-    cite = Citation("a.txt", "A", None, text, 0, len(text), 0.5)
-    md = render_answer(Answer(text, False, [cite], text.split("\n")[0].rstrip("."), "number"))
+def test_numbers_at_the_start_of_a_line_show_as_typed(short, support, shown):
+    cite = Citation("a.txt", "A", None, support, 0, len(support), 0.5)
+    md = render_answer(Answer(False, [cite], short, support, question_type="number"))
     out = to_html(md)
     assert "\\" not in visible(out), out
     assert visible(out).startswith(shown)
     assert "<ol" not in out, "not a numbered list"
     # later lines as well
-    later = render_answer(Answer("Yes.\n\nIn short:\n2019. was the year", False, [cite], None, None))
+    later = render_answer(Answer(False, [cite], "Yes", "In short:\n2019. was the year"))
     assert "2019. was the year" in visible(to_html(later)) and "<ol" not in to_html(later)
 
 
@@ -166,7 +168,7 @@ def test_numbers_at_the_start_of_a_line_show_as_typed(text, shown):
 
 
 def test_a_question_with_a_lone_surrogate_gets_a_reply_the_chat_can_send(seeds_index):
-    chats = list(converse("When was the institute founded?\ud800", [], index=seeds_index, seconds=0))
+    chats = list(converse("Who is the mayor of Changchun?\ud800", [], index=seeds_index, seconds=0))
     for chat in chats:
         orjson.dumps(chat)  # what Gradio sends: a lone surrogate cannot be encoded
     assert chats[-1][0]["role"] == "user" and chats[-1][1]["role"] == "assistant"
@@ -185,8 +187,8 @@ def test_the_chat_endpoint_says_a_question_is_empty(ui_server):  # noqa: F811
         (reply,) = got
         assert reply["content"].startswith("⚠️") and "empty" in reply["content"]
     # the blank questions did not join the conversation
-    reply, _ = session.predict(INSTITUTE, api_name="/chat")
-    assert "March 31, 2021" in reply["content"]
+    reply, _ = session.predict(MAYOR, api_name="/chat")
+    assert "Wang Zilian" in reply["content"]
 
 
 # --- uploads -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from fake_llm import FakeLLM, Say, Status
-from test_ui import INSTITUTE, INSTITUTE_DOC, client, final, serve
+from test_ui import MAYOR, MAYOR_DOC, client, final, serve
 
 from rag import LLMSettings, ask
 from ui.app import (
@@ -34,9 +34,9 @@ def settings(fake: FakeLLM, **kw) -> LLMSettings:
 
 def test_the_reply_streams_token_by_token_then_shows_the_extract_and_cards(fake, seeds_index, monkeypatch):
     monkeypatch.setattr("ui.chat.STREAM_INTERVAL", 0)  # an update per token, so the test sees them all
-    words = ("The", " institute", " was", " founded", " on", " March 31, 2021", " [", "1", "][7]", ".")
+    words = ("The", " mayor", " is", " Wang Zilian", " [", "1", "][7]", ".")
     fake.then(Say("".join(words), pieces=words))
-    steps = list(respond(INSTITUTE, [], index=seeds_index, llm=settings(fake)))
+    steps = list(respond(MAYOR, [], index=seeds_index, llm=settings(fake)))
     assert steps[0] == [{"role": "assistant", "content": WRITING}]
     texts = [s[0]["content"] for s in steps[1:-1]]
     assert len(texts) >= 5 and all(len(a) < len(b) for a, b in zip(texts, texts[1:], strict=False))
@@ -45,26 +45,26 @@ def test_the_reply_streams_token_by_token_then_shows_the_extract_and_cards(fake,
 
     reply, cards = steps[-1]
     content = reply["content"]
-    assert content.startswith("The institute was founded on March 31, 2021 [1].")
-    assert "Extracted answer: **March 31, 2021** [1]" in content
+    assert content.startswith("The mayor is Wang Zilian [1].")
+    assert "Extracted answer: **Wang Zilian** [1]" in content
     assert "1 citation mark naming no passage given was removed" in content
-    assert SOURCES_CLASS in cards["content"] and INSTITUTE_DOC in cards["content"]
-    assert "<mark>March 31, 2021</mark>" in cards["content"]
+    assert SOURCES_CLASS in cards["content"] and MAYOR_DOC in cards["content"]
+    assert "<mark>Wang Zilian</mark>" in cards["content"]
 
 
 def test_cards_the_generated_reply_cites_are_open(fake, seeds_index):
-    fake.then(Say("Signed in Changchun [2] on March 31, 2021 [1]."))
-    reply, cards = final(respond(INSTITUTE, [], index=seeds_index, llm=settings(fake)))
-    answer = ask(INSTITUTE, index=seeds_index)
+    fake.then(Say("Signed in Changchun [2] on Wang Zilian [1]."))
+    reply, cards = final(respond(MAYOR, [], index=seeds_index, llm=settings(fake)))
+    answer = ask(MAYOR, index=seeds_index)
     assert cards["content"] == render_sources(answer, cited={1, 2})
     assert cards["content"].count('<details class="rag-card" open>') == 2
 
 
 def test_a_failing_server_gives_the_extracted_reply_under_a_notice(fake, seeds_index):
     fake.then(Status(500))
-    steps = list(respond(INSTITUTE, [], index=seeds_index, llm=settings(fake)))
+    steps = list(respond(MAYOR, [], index=seeds_index, llm=settings(fake)))
     reply, cards = steps[-1]
-    answer = ask(INSTITUTE, index=seeds_index)
+    answer = ask(MAYOR, index=seeds_index)
     assert reply["content"].startswith("⚠️ _The language model gave no answer (")
     assert "HTTP 500" in reply["content"]
     assert reply["content"].endswith(render_answer(answer))
@@ -72,8 +72,8 @@ def test_a_failing_server_gives_the_extracted_reply_under_a_notice(fake, seeds_i
 
 
 def test_an_ungrounded_reply_says_so(fake, seeds_index):
-    fake.then(Say("It was founded on March 31, 2021."))
-    reply, _ = final(respond(INSTITUTE, [], index=seeds_index, llm=settings(fake)))
+    fake.then(Say("It was founded on Wang Zilian."))
+    reply, _ = final(respond(MAYOR, [], index=seeds_index, llm=settings(fake)))
     assert "cites none of the passages, so it is not grounded" in reply["content"]
 
 
@@ -84,12 +84,12 @@ def test_an_abstention_does_not_ask_the_model(fake, seeds_index):
 
 
 def test_converse_passes_the_chat_to_the_rewrite(fake, seeds_index):
-    fake.then(Say("Who signed the institute agreement?"), Say("Officials of Jilin Province [1]."))
-    before = [{"role": "user", "content": INSTITUTE}, {"role": "assistant", "content": "March 31, 2021. [1]"}]
-    chats = list(converse("Who signed it?", before, index=seeds_index, llm=settings(fake)))
-    assert chats[-1][:3] == before + [{"role": "user", "content": "Who signed it?"}]
+    fake.then(Say(MAYOR), Say("Wang Zilian [1]."))
+    before = [{"role": "user", "content": MAYOR}, {"role": "assistant", "content": "Wang Zilian. [1]"}]
+    chats = list(converse("What did he preside over?", before, index=seeds_index, llm=settings(fake)))
+    assert chats[-1][:3] == before + [{"role": "user", "content": "What did he preside over?"}]
     rewrite, _ = fake.requests
-    assert INSTITUTE in rewrite["messages"][1]["content"]
+    assert MAYOR in rewrite["messages"][1]["content"]
 
 
 def test_page_fields_make_the_settings():
@@ -136,12 +136,12 @@ def test_the_chat_endpoint_answers_with_the_configured_model(fake, seeds_index_d
 
     index_dir = tmp_path / "index"
     shutil.copytree(seeds_index_dir, index_dir)
-    fake.default = Say("It was founded on March 31, 2021 [1].")
+    fake.default = Say("It was founded on Wang Zilian [1].")
     for url in serve(Library(source=SEEDS, index_dir=index_dir), llm=settings(fake)):
-        reply, cards = client(url).predict(INSTITUTE, api_name="/chat")
-    assert reply["content"].startswith("It was founded on March 31, 2021 [1].")
-    assert "Extracted answer: **March 31, 2021** [1]" in reply["content"]
-    assert INSTITUTE_DOC in cards["content"]
+        reply, cards = client(url).predict(MAYOR, api_name="/chat")
+    assert reply["content"].startswith("It was founded on Wang Zilian [1].")
+    assert "Extracted answer: **Wang Zilian** [1]" in reply["content"]
+    assert MAYOR_DOC in cards["content"]
     assert fake.requests and fake.requests[-1]["stream"] is True
 
 
@@ -157,16 +157,16 @@ def test_a_page_served_to_other_machines_cannot_choose_the_server(fake, seeds_in
     demo = create_app(lib, llm=None, llm_editable=False)
     handlers = {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
     # what a crafted request could send for the page's fields: a URL of its choosing
-    *_, (_, chat) = handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", "", None)
+    *_, (_, chat) = handlers["ask_in_chat"](MAYOR, [], fake.url, "m", "", None)
     assert not fake.requests, "the page's URL was called"
-    assert "March 31, 2021" in chat[-2]["content"]  # answered, extractively
+    assert "Wang Zilian" in chat[-2]["content"]  # answered, extractively
     fields = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "rag-llm-url"]
     assert fields and fields[0]["props"]["interactive"] is False
     # served to this machine only, the same request uses the page's server
     editable = create_app(lib, llm=None)
     handlers = {f.fn.__name__: f.fn for f in editable.fns.values() if f.fn is not None}
-    fake.default = Say("It was founded on March 31, 2021 [1].")
-    list(handlers["ask_in_chat"](INSTITUTE, [], fake.url, "m", "", None))
+    fake.default = Say("It was founded on Wang Zilian [1].")
+    list(handlers["ask_in_chat"](MAYOR, [], fake.url, "m", "", None))
     assert fake.requests
 
 

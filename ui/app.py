@@ -78,9 +78,9 @@ __all__ = [
 TITLE = "Ask the documents"
 EXAMPLES = [
     EXAMPLE_QUESTION,
-    "Who led the district delegation that toured FAW's R&D institute?",
-    "How many key cooperation projects were signed at the sister-cities conference?",
-    "When did the Hongqi brand launch its first electric vehicle?",  # not in the documents: it says so
+    "Which district leaders took part in the Jiaojiang delegation's inspection?",
+    "Who delivered speeches at the opening ceremony of the 2023 conference?",
+    "How many cars did Hongqi sell in 2022?",  # not in the documents: it says so
 ]
 CONCURRENCY = 8  # chat requests answered at once; ask() is ~15 ms, so more would only queue on the CPU
 

@@ -3,15 +3,22 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
-from rag import Answer, Index, LLMSettings, RagError, ask, ask_stream
+from rag import Index, LLMSettings, RagError, ask, ask_stream
 from rag.api import clean_text
 from rag.question import message_text
 
-from .render import SOURCES_CLASS, cited_cards, escape_md, render_answer, render_generated, render_sources
+from .render import (
+    SOURCES_CLASS,
+    cited_cards,
+    escape_md,
+    render_answer,
+    render_generated,
+    render_sources,
+    stream_lengths,
+)
 
 # Streaming: the reply is ready in ~15 ms, so it is paced to read as typing, yet done in well under a second.
 # Each update costs Gradio a few ms to send and the browser to render, so words go out in a few batches.
@@ -47,14 +54,14 @@ def respond(
     except RagError as e:
         yield [assistant(f"⚠️ {escape_md(str(e))}")]
         return
-    pieces = _stream_pieces(answer)
-    delay = seconds / max(len(pieces) - 1, 1)
-    shown = ""
-    for i, piece in enumerate(pieces):
+    lengths = stream_lengths(answer, STREAM_STEPS)
+    delay = seconds / max(len(lengths) - 1, 1)
+    for i, words in enumerate(lengths[:-1]):
         if i:
             time.sleep(delay)
-        shown += piece
-        yield [assistant(render_answer(answer, shown))]
+        yield [assistant(render_answer(answer, words))]
+    if len(lengths) > 1:
+        time.sleep(delay)
     sources = render_sources(answer)
     yield [assistant(render_answer(answer))] + ([assistant(sources)] if sources else [])
 
@@ -109,17 +116,6 @@ def clean(message: str | dict) -> str | dict:
     U+FFFD, as :func:`rag.api.clean_text` does for ``ask()``: else the chat could show neither the
     question nor any reply to it."""
     return clean_text(message) if isinstance(message, str) else message
-
-
-def _stream_pieces(answer: Answer) -> list[str]:
-    """The reply cut for streaming: the short answer (its first paragraph) whole, then batches of words."""
-    text = answer.text
-    head, sep, _ = text.partition("\n\n")
-    first = head + sep if sep and not answer.abstained and answer.short_answer else ""
-    words = re.findall(r"\s*\S+", text[len(first) :])
-    size = max(1, -(-len(words) // STREAM_STEPS))
-    batches = ["".join(words[i : i + size]) for i in range(0, len(words), size)]
-    return ([first] if first else []) + batches or [text]
 
 
 def assistant(content: str) -> dict:

@@ -40,7 +40,7 @@ SESSION_MAX_BYTES = 20_000_000
 MAX_SESSIONS = 50  # sessions holding uploads at once; each has its own index folder
 SESSION_IDLE_SECONDS = 3600  # a session's uploads are dropped after this long without a question or upload
 
-EXAMPLE_QUESTION = "When was the Northeast Asian Automotive Research Institute founded?"
+EXAMPLE_QUESTION = "Who is the Mayor of Changchun City?"
 
 
 class UploadRejected(RagError):

@@ -39,17 +39,34 @@ def escape_md(text: str) -> str:
     return text.replace("]:", "]\\:")
 
 
-def render_answer(answer: Answer, text: str | None = None) -> str:
-    """The reply as chat Markdown; ``text`` is a streamed prefix of ``answer.text``.
-
-    The short answer (the reply's first paragraph) is bold; everything else is shown literally.
+def render_answer(answer: Answer, words: int | None = None) -> str:
+    """The reply as chat Markdown, from the answer's parts: the short answer in bold, then its supporting
+    sentence, shown literally, and the reply's ``[n]`` marks; a decline as plain text. With ``words``,
+    only that many words of what follows the short answer (the reply as it streams in), and no marks yet.
     """
-    text = answer.text if text is None else text
-    if answer.abstained or not answer.short_answer or "\n\n" not in answer.text:
-        return escape_md(text)
-    head, sep, rest = text.partition("\n\n")
-    head = head.strip()
-    return (f"**{escape_md(head)}**" if head else "") + sep + escape_md(rest)
+    answered = not answer.abstained and bool(answer.short_answer)
+    body = (answer.support or "") if answered else answer.headline
+    pieces = _words(body)
+    shown = "".join(pieces if words is None else pieces[:words]).strip()
+    text = escape_md(shown)
+    if words is None and answer.marks:
+        text += " " + "".join(f"[{n}]" for n in answer.marks)
+    if not answered:
+        return text
+    return f"**{escape_md(answer.headline)}**" + (f"\n\n{text}" if text else "")
+
+
+def stream_lengths(answer: Answer, steps: int) -> list[int | None]:
+    """How many words :func:`render_answer` shows at each of about ``steps`` updates of a streamed reply:
+    the short answer alone first (when there is one), then batches of words, then all of it (None)."""
+    answered = not answer.abstained and bool(answer.short_answer)
+    n = len(_words((answer.support or "") if answered else answer.headline))
+    size = max(1, -(-n // steps))
+    return [*range(0 if answered else size, n, size), None]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\s*\S+", text)
 
 
 def render_generated(result: GeneratedAnswer) -> str:
