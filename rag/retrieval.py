@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +44,8 @@ class Hit:
 
 
 class Index:
-    """A loaded index, ready to search. Build one with :func:`rag.open_index`.
+    """A loaded index, ready to search: :meth:`Index.build` brings one up to date with its documents,
+    :meth:`Index.open` opens one as built; then ``index.ask(...)`` and ``index.retrieve(...)``.
 
     Opening one reads no passage: word sets and document frequencies are looked up when a question
     needs them, so the first answer after start is fast at any index size.
@@ -62,15 +63,58 @@ class Index:
         faiss.omp_set_num_threads(1)
         self.chunks: Sequence[Chunk] = stored.chunks
         self.idf = Idf(stored.bm25, len(self.chunks))
-        self.default_idf = self.idf.default
-        # word sets the answering stage reads on every question, each made once, when first needed
-        self.chunk_terms = _Lazy(lambda i: frozenset(terms(self.chunks[i].embedding_text)))
-        self.title_terms = _Lazy(lambda doc: frozenset(terms(stored.manifest["documents"][doc]["title"])))
-        self.doc_terms = _Lazy(
-            lambda doc: frozenset().union(*(self.chunk_terms[i] for i in stored.document_chunks(doc)))
+
+    @classmethod
+    def build(
+        cls,
+        source: Path | None = None,
+        *,
+        documents: list | None = None,
+        index_dir: Path | None = None,
+        progress: bool = True,
+        chunking=None,
+        fusion: str = "convex",
+        base: Index | None = None,
+    ) -> Index:
+        """Bring the index at ``index_dir`` (default ``RAG_INDEX_DIR``) up to date with ``source`` (default
+        ``RAG_SOURCE_DIR``) or with ``documents``, embedding only what changed, and open it. Waits for
+        another build of the same folder; raises :class:`rag.IndexUpdateFailed` when it cannot write."""
+        from .api import open_index
+
+        return open_index(
+            source=source,
+            documents=documents,
+            index_dir=index_dir,
+            progress=progress,
+            chunking=chunking,
+            fusion=fusion,
+            base=base,
+            strict=True,
         )
-        # entities and noun phrases of the sentences questions have read closely, by (doc, start, end)
-        self.annotations: dict[tuple[str, int, int], tuple] = {}
+
+    @classmethod
+    def open(cls, index_dir: Path | None = None, *, fusion: str = "convex", chunking=None) -> Index:
+        """The index built at ``index_dir`` (default ``RAG_INDEX_DIR``), as it is: nothing is read from the
+        documents and nothing is written. Raises :class:`rag.IndexNotFound` when there is none, and
+        :class:`rag.IndexMismatch` or :class:`rag.IndexDamaged` when it must be rebuilt."""
+        from .config import get_settings
+        from .store import load
+
+        settings = get_settings()
+        folder = Path(index_dir) if index_dir is not None else settings.index_dir
+        return cls(load(folder, chunking or settings.chunk), fusion=fusion)
+
+    def ask(self, question: str, *, history: list[dict] | None = None, k: int = 5):
+        """:func:`rag.ask` over this index."""
+        from .api import ask
+
+        return ask(question, history=history, k=k, index=self)
+
+    def retrieve(self, query: str, *, k: int = 5):
+        """:func:`rag.retrieve` over this index."""
+        from .api import retrieve
+
+        return retrieve(query, k=k, index=self)
 
     @property
     def num_documents(self) -> int:
@@ -226,21 +270,3 @@ class Idf(Mapping[str, float]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-class _Lazy:
-    """``obj[key]`` computed by ``make(key)`` on first access, then kept."""
-
-    def __init__(self, make: Callable):
-        self._make = make
-        self._values: dict = {}
-        self._lock = threading.Lock()
-
-    def __getitem__(self, key):
-        try:
-            return self._values[key]
-        except KeyError:
-            value = self._make(key)
-            with self._lock:
-                self._values[key] = value
-            return value

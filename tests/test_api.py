@@ -7,7 +7,7 @@ import re
 import pytest
 
 import rag
-from rag import batches
+from rag import Document, batches
 from rag.config import MAX_QUESTION_CHARS, PROJECT_ROOT
 
 SEEDS = PROJECT_ROOT / "seeds"
@@ -164,3 +164,20 @@ def test_every_entry_point_indexes_the_chat_uploads_too(tmp_path, tiny_source):
     assert len(ids) == len(list(tiny_source.iterdir())) + 1
     answer = rag.ask("Who lit the lighthouse on Cape Vell?", index=index)
     assert answer.citations[0].source == "uploads/lighthouse.txt"
+
+
+def test_an_index_is_built_then_opened_as_it_is(tmp_path):
+    docs = [
+        Document("lighthouse.txt", "The Lighthouse", None, "The lighthouse at Port Elm was built in 1871.")
+    ]
+    folder = tmp_path / "index"
+    with pytest.raises(rag.IndexNotFound):
+        rag.Index.open(folder)  # opening never builds
+    assert not folder.exists()
+    built = rag.Index.build(documents=docs, index_dir=folder, progress=False)
+    written = sorted((p, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    opened = rag.Index.open(folder)
+    assert list(opened.chunks) == list(built.chunks)
+    assert opened.ask("When was the lighthouse built?").short_answer == "1871"
+    assert opened.retrieve("lighthouse", k=1)[0].source == "lighthouse.txt"
+    assert sorted((p, p.stat().st_mtime_ns) for p in folder.rglob("*")) == written, "opening writes nothing"
