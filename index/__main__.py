@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rag import RagError, open_index
 from rag.config import get_settings
-from rag.store import read_manifest
+from rag.store import describe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({time.perf_counter() - started:.1f} s)"
             )
         else:
-            _, manifest = read_manifest(args.out)
-            skipped = manifest.get("skipped") or {}
-            manifest = {
-                **manifest,
-                "documents": f"{len(manifest['documents'])} documents",
-                "files": f"{len(manifest.get('files') or {})} files, each with its sha256",
-                "skipped": {doc_id: info.get("reason") for doc_id, info in skipped.items()},
-            }
-            print(json.dumps(manifest, indent=1, ensure_ascii=False))
+            print(json.dumps(describe(args.out), indent=1, ensure_ascii=False))
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: the index in use at {args.out} is unchanged; run the same command again to "

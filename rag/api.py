@@ -59,7 +59,7 @@ def open_index(
         base=base.stored if base is not None else None,
         strict=strict,
     )
-    if not stored.manifest["documents"]:
+    if not stored.documents:
         raise SourceNotFound(f"none of the {len(documents)} documents could be read (see the warnings)")
     return Index(stored, fusion=fusion)
 

@@ -118,7 +118,7 @@ class Index:
 
     @property
     def num_documents(self) -> int:
-        return len(self.stored.manifest["documents"])
+        return len(self.stored.documents)
 
     @property
     def num_chunks(self) -> int:
@@ -204,7 +204,8 @@ class Index:
         self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
     ) -> Citation:
         c = self.chunks[hit.chunk]
-        pages = self.stored.manifest["documents"].get(c.doc_id, {}).get("pages")
+        doc = self.stored.documents.get(c.doc_id)
+        pages = doc.pages if doc is not None else None
         # the page of the answer when there is one, else of the passage's first line
         where = c.start + (answer[0] if answer else 0)
         return Citation(

@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,18 @@ class ChunkTable(Sequence[Chunk]):
         return chunk_from_record(json.loads(self.raw(i)))
 
 
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What an index records of one document it holds."""
+
+    id: str
+    title: str
+    date: str | None
+    pages: tuple[int, ...]  # where each page starts in its text (paged formats)
+    passages: range  # its passages' rows
+    sha256: str  # of its text
+
+
 @dataclass
 class StoredIndex:
     """An index as loaded from disk. Nothing here is read in full: passages, sentence vectors and BM25
@@ -119,8 +131,35 @@ class StoredIndex:
         return range(int(self.sentence_first[i]), int(self.sentence_first[i + 1]))
 
     def document_chunks(self, doc_id: str) -> range:
-        meta = self.manifest["documents"][doc_id]
-        return range(meta["first"], meta["first"] + meta["chunks"])
+        return self.documents[doc_id].passages
+
+    @cached_property
+    def documents(self) -> dict[str, DocumentInfo]:
+        """The documents the index holds, by id, as its manifest records them."""
+        return {
+            doc_id: DocumentInfo(
+                doc_id,
+                meta["title"],
+                meta.get("date"),
+                tuple(meta.get("pages") or ()),
+                range(meta["first"], meta["first"] + meta["chunks"]),
+                meta["sha256"],
+            )
+            for doc_id, meta in self.manifest["documents"].items()
+        }
+
+
+def describe(index_dir: Path) -> dict:
+    """What ``python -m index info`` shows of the index at ``index_dir``: its manifest, with counts in place
+    of the per-document and per-file records, and why each skipped file was skipped."""
+    _, manifest = read_manifest(index_dir)
+    skipped = manifest.get("skipped") or {}
+    return {
+        **manifest,
+        "documents": f"{len(manifest['documents'])} documents",
+        "files": f"{len(manifest.get('files') or {})} files, each with its sha256",
+        "skipped": {doc_id: info.get("reason") for doc_id, info in skipped.items()},
+    }
 
 
 def read_manifest(index_dir: Path) -> tuple[Path, dict]:

@@ -257,9 +257,9 @@ class Library:
                     shutil.rmtree(self.index_dir, ignore_errors=True)
                 raise
             index = self.index
-        documents = index.stored.manifest["documents"]
-        counts = {f"{UPLOADS}/{p.name}": 0 for p in written}
-        counts = {doc_id: documents.get(doc_id, {}).get("chunks", 0) for doc_id in counts}
+        documents = index.stored.documents
+        ids = [f"{UPLOADS}/{p.name}" for p in written]
+        counts = {doc_id: len(documents[doc_id].passages) if doc_id in documents else 0 for doc_id in ids}
         summary = ", ".join(
             f"{doc_id.removeprefix(UPLOADS + '/')} ({n} passage{'s' * (n != 1)})"
             for doc_id, n in counts.items()
