@@ -100,7 +100,11 @@ def choose(spans: list[Span], hits: list[Hit], retrieval_weight: float) -> Span 
 
 
 def _merit(span: Span, hits: list[Hit], retrieval_weight: float) -> float:
-    return math.log(max(span.score, 1e-12)) + retrieval_weight * hits[span.passage].score
+    return _log(span.score) + retrieval_weight * hits[span.passage].score
+
+
+def _log(p: float) -> float:
+    return math.log(max(p, 1e-12))
 
 
 def certainty(span: Span, hit: Hit, calibration: Mapping[str, float]) -> float:
@@ -109,9 +113,9 @@ def certainty(span: Span, hit: Hit, calibration: Mapping[str, float]) -> float:
     passage's similarity to the question (low when no passage is about the question) and of the
     log-probability its window gives to "no answer"."""
     return (
-        math.log(max(span.score, 1e-12))
+        _log(span.score)
         + float(calibration.get("similarity_weight", 0.0)) * hit.dense
-        - float(calibration.get("no_answer_weight", 0.0)) * math.log(max(span.no_answer, 1e-12))
+        - float(calibration.get("no_answer_weight", 0.0)) * _log(span.no_answer)
     )
 
 

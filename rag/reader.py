@@ -4,8 +4,9 @@ The model (``rag/models/reader``, trained by ``python -m eval.train_reader``; se
 question and a window of a passage and gives every word piece a start and an end logit; the ``[CLS]`` piece
 stands for "this window does not answer". Within a window, a softmax over its pieces (``[CLS]`` included)
 turns each into a probability, so a span's score ``p(start) * p(end)`` is a probability in every window and
-spans of different passages compare on one scale. Whether to answer at all is one threshold on that score,
-fitted on held-out SQuAD training articles (``calibration.json`` beside the model).
+spans of different passages compare on one scale. Whether to answer at all is decided in
+:mod:`rag.answering`, by one threshold on a certainty built on that score, fitted on held-out SQuAD
+training articles (``calibration.json`` beside the model).
 
 The model is an ONNX graph (weights stored in fp16, computed in fp32) run by onnxruntime, loaded on first
 use.

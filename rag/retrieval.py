@@ -65,32 +65,14 @@ class Index:
         self.idf = Idf(stored.bm25, len(self.chunks))
 
     @classmethod
-    def build(
-        cls,
-        source: Path | None = None,
-        *,
-        documents: list | None = None,
-        index_dir: Path | None = None,
-        progress: bool = True,
-        chunking=None,
-        fusion: str = "convex",
-        base: Index | None = None,
-    ) -> Index:
+    def build(cls, source: Path | None = None, **options) -> Index:
         """Bring the index at ``index_dir`` (default ``RAG_INDEX_DIR``) up to date with ``source`` (default
-        ``RAG_SOURCE_DIR``) or with ``documents``, embedding only what changed, and open it. Waits for
-        another build of the same folder; raises :class:`rag.IndexUpdateFailed` when it cannot write."""
+        ``RAG_SOURCE_DIR``) or with ``documents``, embedding only what changed, and open it; ``options``
+        are :func:`rag.open_index`'s. Waits for another build of the same folder, and raises
+        :class:`rag.IndexUpdateFailed` when it cannot write."""
         from .api import open_index
 
-        return open_index(
-            source=source,
-            documents=documents,
-            index_dir=index_dir,
-            progress=progress,
-            chunking=chunking,
-            fusion=fusion,
-            base=base,
-            strict=True,
-        )
+        return open_index(source=source, strict=True, **options)
 
     @classmethod
     def open(cls, index_dir: Path | None = None, *, fusion: str = "convex", chunking=None) -> Index:

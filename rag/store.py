@@ -31,9 +31,9 @@ import logging
 import mmap
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +114,33 @@ class DocumentInfo:
     sha256: str  # of its text
 
 
+class Documents(Mapping[str, DocumentInfo]):
+    """The documents an index holds, by id: each record made from the manifest when it is asked for, so
+    opening an index of many documents costs nothing here."""
+
+    def __init__(self, records: dict[str, dict]):
+        self._records = records
+
+    def __getitem__(self, doc_id: str) -> DocumentInfo:
+        meta = self._records[doc_id]
+        first = meta["first"]
+        pages = tuple(meta.get("pages") or ())
+        return DocumentInfo(
+            doc_id,
+            meta["title"],
+            meta.get("date"),
+            pages,
+            range(first, first + meta["chunks"]),
+            meta["sha256"],
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
 @dataclass
 class StoredIndex:
     """An index as loaded from disk. Nothing here is read in full: passages, sentence vectors and BM25
@@ -133,20 +160,10 @@ class StoredIndex:
     def document_chunks(self, doc_id: str) -> range:
         return self.documents[doc_id].passages
 
-    @cached_property
-    def documents(self) -> dict[str, DocumentInfo]:
+    @property
+    def documents(self) -> Documents:
         """The documents the index holds, by id, as its manifest records them."""
-        return {
-            doc_id: DocumentInfo(
-                doc_id,
-                meta["title"],
-                meta.get("date"),
-                tuple(meta.get("pages") or ()),
-                range(meta["first"], meta["first"] + meta["chunks"]),
-                meta["sha256"],
-            )
-            for doc_id, meta in self.manifest["documents"].items()
-        }
+        return Documents(self.manifest["documents"])
 
 
 def describe(index_dir: Path) -> dict:

@@ -84,6 +84,11 @@ def without_marks(text: str) -> str:
     return _MARK.sub(" ", text)
 
 
+def write_marks(marks: tuple[int, ...]) -> str:
+    """``marks`` as a reply writes them: ``[1][3]``."""
+    return "".join(f"[{n}]" for n in marks)
+
+
 @dataclass(frozen=True)
 class Answer:
     """What ``ask()`` returns, as parts; the chat reply ``text`` is made from them.
@@ -120,7 +125,7 @@ class Answer:
         """The chat reply: the headline, then the supporting sentence with its ``[n]`` marks."""
         if not self.marks:
             return self.headline
-        return f"{self.headline}\n\n{self.support} {''.join(f'[{n}]' for n in self.marks)}"
+        return f"{self.headline}\n\n{self.support} {write_marks(self.marks)}"
 
     def to_dict(self) -> dict:
         """The answer as JSON-ready values, ``text`` and ``marks`` included."""

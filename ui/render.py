@@ -9,6 +9,7 @@ import re
 import gradio as gr
 
 from rag import Answer, Citation, GeneratedAnswer
+from rag.types import write_marks
 
 # Marks the message that holds the source cards, so it is not fed back to ask() as conversation.
 SOURCES_CLASS = "rag-sources"
@@ -44,13 +45,11 @@ def render_answer(answer: Answer, words: int | None = None) -> str:
     sentence, shown literally, and the reply's ``[n]`` marks; a decline as plain text. With ``words``,
     only that many words of what follows the short answer (the reply as it streams in), and no marks yet.
     """
-    answered = not answer.abstained and bool(answer.short_answer)
-    body = (answer.support or "") if answered else answer.headline
-    pieces = _words(body)
+    answered, pieces = _streamed(answer)
     shown = "".join(pieces if words is None else pieces[:words]).strip()
     text = escape_md(shown)
     if words is None and answer.marks:
-        text += " " + "".join(f"[{n}]" for n in answer.marks)
+        text += " " + write_marks(answer.marks)
     if not answered:
         return text
     return f"**{escape_md(answer.headline)}**" + (f"\n\n{text}" if text else "")
@@ -59,14 +58,17 @@ def render_answer(answer: Answer, words: int | None = None) -> str:
 def stream_lengths(answer: Answer, steps: int) -> list[int | None]:
     """How many words :func:`render_answer` shows at each of about ``steps`` updates of a streamed reply:
     the short answer alone first (when there is one), then batches of words, then all of it (None)."""
-    answered = not answer.abstained and bool(answer.short_answer)
-    n = len(_words((answer.support or "") if answered else answer.headline))
+    answered, pieces = _streamed(answer)
+    n = len(pieces)
     size = max(1, -(-n // steps))
     return [*range(0 if answered else size, n, size), None]
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\s*\S+", text)
+def _streamed(answer: Answer) -> tuple[bool, list[str]]:
+    """Whether the reply leads with a short answer, and the words that stream after it (all of a decline)."""
+    answered = not answer.abstained and bool(answer.short_answer)
+    body = (answer.support or "") if answered else answer.headline
+    return answered, re.findall(r"\s*\S+", body)
 
 
 def render_generated(result: GeneratedAnswer) -> str:
