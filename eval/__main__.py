@@ -208,7 +208,7 @@ def _format_summary(report: Report) -> str:
     hit5 = "hit@5" if s.k >= 5 else f"hit@5 (only {s.k} retrieved)"
     lines = [
         ("items", f"{s.n} ({s.answerable} answerable, {s.unanswerable} unanswerable)"),
-        ("index", f"{s.documents} documents, {s.chunks} chunks; k={s.k}"),
+        ("index", f"{s.documents} documents, {s.passages} passages; k={s.k}"),
         ("short answer: exact match", _score(s.exact_match)),
         ("short answer: F1", _score(s.f1)),
         (

@@ -334,7 +334,7 @@ def ours_open(docs: list[BenchDoc], index_dir: Path):
 
 
 def ours_num_chunks(index) -> int:
-    return index.num_chunks
+    return index.num_passages
 
 
 def ours_retrieve(index, question: str, k: int) -> list[str]:

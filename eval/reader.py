@@ -114,7 +114,7 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
                 continue
             quality = {}
             for sp in spans:
-                text = index.chunks[hits[sp.passage].chunk].text
+                text = index.passages[hits[sp.passage].row].text
                 short = text[slice(*_strip(text, sp.start, sp.end))]
                 quality[sp] = (best_exact_match(short, item.answers), best_f1(short, item.answers))
             out.append((spans, hits, quality))

@@ -62,7 +62,7 @@ class Summary:
     answerable: int
     unanswerable: int
     documents: int
-    chunks: int
+    passages: int
     k: int
     accuracy: float | None
     accurate: int
@@ -193,7 +193,7 @@ def _generation_fields(g: GeneratedAnswer) -> dict[str, Any]:
 
 
 def summarize(
-    results: list[ItemResult], *, documents: int, chunks: int, k: int, model: str | None = None
+    results: list[ItemResult], *, documents: int, passages: int, k: int, model: str | None = None
 ) -> Summary:
     """Means over answerable items for answer and retrieval quality; latency over all items. ``model``
     names the language model of a generative run, whose own figures are added."""
@@ -207,7 +207,7 @@ def summarize(
         answerable=len(answerable),
         unanswerable=len(results) - len(answerable),
         documents=documents,
-        chunks=chunks,
+        passages=passages,
         k=k,
         accuracy=metrics.mean(float(bool(r.accurate)) for r in answerable),
         accurate=sum(bool(r.accurate) for r in answerable),
@@ -294,7 +294,7 @@ def run_eval(
         if bar is not None:
             bar.close()
     model = None if llm is None else f"{llm.model or '(first listed)'} at {llm.base_url}"
-    summary = summarize(results, documents=index.num_documents, chunks=index.num_chunks, k=k, model=model)
+    summary = summarize(results, documents=index.num_documents, passages=index.num_passages, k=k, model=model)
     return Report(
         data=str(dataset.path), format=dataset.format, summary=summary, items=results, withheld=withhold_gold
     )
@@ -312,7 +312,7 @@ class Withheld:
 
     def search(self, query: str, *, k: int = 5, **options: Any) -> list[Any]:
         hits = self._index.search(query, k=k + self.EXTRA, **options)
-        return [h for h in hits if self._index.chunks[h.chunk].doc_id != self._source][:k]
+        return [h for h in hits if self._index.passages[h.row].doc_id != self._source][:k]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._index, name)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             index = open_index(source=args.source, index_dir=args.out, strict=True)
             print(
-                f"index at {args.out}: {index.num_documents} documents, {index.num_chunks} passages "
+                f"index at {args.out}: {index.num_documents} documents, {index.num_passages} passages "
                 f"({time.perf_counter() - started:.1f} s)"
             )
         else:

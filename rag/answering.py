@@ -70,7 +70,7 @@ def evidence(
     be chosen are left unread, unless ``every`` passage is to be read (to weigh them another way)."""
     q = read_question(question, history)
     hits = index.search(q.query, k=k)
-    unknown = [word for word in names(q.text) if not all(t in index.idf for t in terms(word))]
+    unknown = [word for word in names(q.text) if not index.knows(word)]
     if not hits or unknown:
         return q, hits, unknown, []
     return q, hits, unknown, _read(reader, q.text, hits[:READ], index, every=every)
@@ -87,7 +87,7 @@ def _read(reader: Reader, question: str, hits: list[Hit], index: Index, *, every
         best = choose(spans, hits, w)
         if not every and best is not None and _merit(best, hits, w) >= w * max(h.score for h in hits[i:]):
             break
-        read = reader.read(question, [index.chunks[hit.chunk].text], top=None)
+        read = reader.read(question, [index.passages[hit.row].text], top=None)
         spans.extend(replace(s, passage=i) for s in read)
     return spans
 
@@ -152,13 +152,13 @@ def _score(span: Span | None) -> float | None:
 
 def _reply(span: Span, hits: list[Hit], index: Index, kind: str) -> Answer:
     hit = hits[span.passage]
-    chunk = index.chunks[hit.chunk]
+    chunk = index.passages[hit.row]
     start, end = _strip(chunk.text, span.start, span.end)
     short = chunk.text[start:end]
     s_start, s_end = _sentence(chunk, start, end)
     support = _cut(chunk.text, s_start, s_end, start, end)
     first = index.citation(hit, answer=(start, end))
-    rest = [index.citation(h) for h in hits if h.chunk != hit.chunk]
+    rest = [index.citation(h) for h in hits if h.row != hit.row]
     return Answer(False, [first, *rest], short, support, question_type=kind, confidence=_score(span))
 
 

@@ -56,7 +56,7 @@ def open_index(
         chunking or settings.chunk,
         progress=progress,
         read=read_source,
-        base=base.stored if base is not None else None,
+        base=base._stored if base is not None else None,  # the same package's index
         strict=strict,
     )
     if not stored.documents:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import Chunk, chunk_document
+from .chunking import Passage, chunk_document
 from .config import ChunkSettings
 from .embedding import encode_passages
 from .errors import (
@@ -74,7 +74,7 @@ class Batches:
 
         shas: dict[str, str] = {}
         bad: dict[str, dict] = {}
-        pending: list[tuple[str, Document, list[Chunk]]] = []
+        pending: list[tuple[str, Document, list[Passage]]] = []
         size = 0
         bar = tqdm(
             total=len(todo),
@@ -109,7 +109,7 @@ class Batches:
                 bar.update(len(pending))
         return shas, bad
 
-    def _embed(self, batch: list[tuple[str, Document, list[Chunk]]]) -> None:
+    def _embed(self, batch: list[tuple[str, Document, list[Passage]]]) -> None:
         chunks = [c for _, _, cs in batch for c in cs]
         vectors, sentences = encode_passages(
             [c.embedding_text for c in chunks], [c.sentence_spans for c in chunks]
@@ -168,7 +168,7 @@ def doc_meta(doc: Document) -> dict:
     return {"title": doc.title, "date": doc.date, "pages": list(getattr(doc, "pages", ()) or ())}
 
 
-def record(c: Chunk) -> bytes:
+def record(c: Passage) -> bytes:
     rec = {
         "doc": c.doc_id,
         "title": c.title,

@@ -16,7 +16,7 @@ from .types import Document
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Passage:
     doc_id: str
     title: str
     date: str | None
@@ -43,10 +43,10 @@ class Chunk:
 DEFAULT_SETTINGS = ChunkSettings()
 
 
-def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) -> list[Chunk]:
+def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) -> list[Passage]:
     runs = content_runs(doc.text)
     sentences = split(doc.text, runs)
-    chunks: list[Chunk] = []
+    chunks: list[Passage] = []
     for run_start, run_end in runs:
         if len(runs) > 1 and doc.text[run_start:run_end].strip() == doc.title:
             continue  # a title on its own: every other chunk carries it already (see embedding_text)
@@ -58,7 +58,7 @@ def chunk_document(doc: Document, settings: ChunkSettings = DEFAULT_SETTINGS) ->
         ]
         for group in _pack(doc.text, in_run, settings):
             start, end = group[0].start, group[-1].end
-            chunks.append(Chunk(doc.id, doc.title, doc.date, start, end, doc.text[start:end], tuple(group)))
+            chunks.append(Passage(doc.id, doc.title, doc.date, start, end, doc.text[start:end], tuple(group)))
     return chunks
 
 

@@ -19,7 +19,7 @@ from .batches import Batches
 from .config import ChunkSettings
 from .embedding import DIMENSION
 from .nlp import terms
-from .store import GENERATION, StoredIndex, chunk_from_record, expected_settings
+from .store import GENERATION, StoredIndex, expected_settings, passage_from_record
 
 log = logging.getLogger("rag")
 
@@ -78,8 +78,8 @@ def write_generation(
             for doc_id, sha, same, stamp, _ in bar:
                 if same:
                     meta = old.manifest["documents"][doc_id]
-                    rows = old.document_chunks(doc_id)
-                    records = [old.chunks.raw(i) for i in rows]
+                    rows = old.document_passages(doc_id)
+                    records = [old.passages.raw(i) for i in rows]
                     if len(rows):
                         vectors.append(old.vectors.reconstruct_n(rows.start, len(rows)))
                         a, b = old.sentence_first[rows.start], old.sentence_first[rows.stop]
@@ -97,7 +97,7 @@ def write_generation(
                     out.write(rec)
                     offsets.append(offsets[-1] + len(rec))
                     first.append(first[-1] + count)
-                    tokens.append(terms(chunk_from_record(json.loads(rec)).embedding_text))
+                    tokens.append(terms(passage_from_record(json.loads(rec)).embedding_text))
                 documents[doc_id] = {
                     "sha256": sha,
                     **(stamp or {}),

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Passage
 from .embedding import embed_query
 from .nlp import terms
-from .store import StoredIndex
+from .store import DocumentInfo, StoredIndex
 from .types import Citation
 
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the head of each ranking
@@ -37,7 +37,7 @@ MAX_REPEATED = 0.5  # share of a passage already in better ones of its document 
 
 @dataclass(frozen=True)
 class Hit:
-    chunk: int  # position in Index.chunks
+    row: int  # position in Index.passages
     score: float  # fused score
     dense: float  # cosine similarity of the query and the passage
     lexical: float  # BM25 score
@@ -55,14 +55,14 @@ class Index:
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
         self.fusion = fusion
-        self.stored = stored
+        self._stored = stored
         import faiss
 
         # One question at a time: a single thread. With two, OpenMP's hand-off costs more than it saves
         # (one exact query over 100,000 vectors: 18 ms on one thread, 70 ms on two, on this 2-core CPU).
         faiss.omp_set_num_threads(1)
-        self.chunks: Sequence[Chunk] = stored.chunks
-        self.idf = Idf(stored.bm25, len(self.chunks))
+        self._passages: Sequence[Passage] = stored.passages
+        self._idf = Idf(stored.bm25, len(self._passages))
 
     @classmethod
     def build(cls, source: Path | None = None, **options) -> Index:
@@ -99,20 +99,34 @@ class Index:
         return retrieve(query, k=k, index=self)
 
     @property
-    def num_documents(self) -> int:
-        return len(self.stored.documents)
+    def passages(self) -> Sequence[Passage]:
+        """The indexed passages, in index order (a :class:`Hit`'s ``row``), read from disk when asked for."""
+        return self._passages
 
     @property
-    def num_chunks(self) -> int:
-        return len(self.chunks)
+    def documents(self) -> Mapping[str, DocumentInfo]:
+        """The indexed documents by id: title, date, pages and their passages' rows."""
+        return self._stored.documents
+
+    @property
+    def num_documents(self) -> int:
+        return len(self._stored.documents)
+
+    @property
+    def num_passages(self) -> int:
+        return len(self._passages)
+
+    def knows(self, word: str) -> bool:
+        """Whether every search term of ``word`` is in some passage (a name no document holds is not)."""
+        return all(t in self._idf for t in terms(word))
 
     def search(self, query: str, *, k: int = 5, query_vector: np.ndarray | None = None) -> list[Hit]:
-        if not self.chunks:
+        if not self._passages:
             return []
-        depth = min(max(CANDIDATES, 4 * k), len(self.chunks))
+        depth = min(max(CANDIDATES, 4 * k), len(self._passages))
         if query_vector is None:
             query_vector = embed_query(query)
-        dense_scores, dense_ids = self.stored.vectors.search(query_vector.reshape(1, -1), depth)
+        dense_scores, dense_ids = self._stored.vectors.search(query_vector.reshape(1, -1), depth)
         dense = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0], strict=True) if i >= 0}
         lexical = self._bm25_scores(query)
         lex_ids = _top(lexical, depth) if lexical is not None else []
@@ -147,8 +161,8 @@ class Index:
         chosen: list[int] = []
         spare: list[int] = []
         for i in ranked:
-            c = self.chunks[i]
-            shared = sum(_overlap(c, self.chunks[j]) for j in chosen)
+            c = self._passages[i]
+            shared = sum(_overlap(c, self._passages[j]) for j in chosen)
             if shared > MAX_REPEATED * (c.end - c.start):
                 spare.append(i)
             else:
@@ -159,11 +173,11 @@ class Index:
 
     def _best_sentence(self, ids: list[int], query_vector: np.ndarray) -> list[float]:
         """Each passage's highest sentence cosine with the query."""
-        spans = [self.stored.sentence_rows(i) for i in ids]
+        spans = [self._stored.sentence_rows(i) for i in ids]
         rows = np.concatenate([np.arange(r.start, r.stop) for r in spans]) if spans else np.zeros(0, int)
         if not len(rows):
             return [0.0] * len(ids)
-        sims = np.asarray(self.stored.sentence_vectors[rows], dtype=np.float32) @ query_vector
+        sims = np.asarray(self._stored.sentence_vectors[rows], dtype=np.float32) @ query_vector
         out, pos = [], 0
         for r in spans:
             out.append(float(sims[pos : pos + len(r)].max()) if len(r) else 0.0)
@@ -172,11 +186,11 @@ class Index:
 
     def _fill_dense(self, dense: dict[int, float], ids: list[int], query_vector: np.ndarray) -> None:
         if ids:
-            vecs = np.vstack([self.stored.vectors.reconstruct(i) for i in ids])
+            vecs = np.vstack([self._stored.vectors.reconstruct(i) for i in ids])
             dense.update(zip(ids, (vecs @ query_vector).tolist(), strict=True))
 
     def _bm25_scores(self, query: str) -> np.ndarray | None:
-        bm25 = self.stored.bm25
+        bm25 = self._stored.bm25
         toks = [t for t in terms(query) if bm25 is not None and t in bm25.vocab_dict]
         if not toks:
             return None
@@ -185,8 +199,8 @@ class Index:
     def citation(
         self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
     ) -> Citation:
-        c = self.chunks[hit.chunk]
-        doc = self.stored.documents.get(c.doc_id)
+        c = self._passages[hit.row]
+        doc = self._stored.documents.get(c.doc_id)
         pages = doc.pages if doc is not None else None
         # the page of the answer when there is one, else of the passage's first line
         where = c.start + (answer[0] if answer else 0)
@@ -204,7 +218,7 @@ class Index:
         )
 
 
-def _overlap(a: Chunk, b: Chunk) -> int:
+def _overlap(a: Passage, b: Passage) -> int:
     """Characters two passages share."""
     return max(0, min(a.end, b.end) - max(a.start, b.start)) if a.doc_id == b.doc_id else 0
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Passage
 from .config import ChunkSettings
 from .documents import READING_VERSION
 from .embedding import DIMENSION, MODEL_NAME
@@ -69,7 +69,7 @@ def expected_settings(chunk: ChunkSettings) -> dict:
     }
 
 
-class ChunkTable(Sequence[Chunk]):
+class PassageTable(Sequence[Passage]):
     """The passages of a generation, parsed one line at a time from a memory-mapped ``chunks.jsonl``:
     opening an index of any size reads no passage until a question needs it."""
 
@@ -92,14 +92,14 @@ class ChunkTable(Sequence[Chunk]):
             raise IndexError(f"passage {i} out of range")
         return self._parse(i)
 
-    def __iter__(self) -> Iterator[Chunk]:
+    def __iter__(self) -> Iterator[Passage]:
         return (self[i] for i in range(len(self)))
 
     def raw(self, i: int) -> bytes:
         return bytes(self._data[int(self._offsets[i]) : int(self._offsets[i + 1])])
 
-    def _parse_line(self, i: int) -> Chunk:
-        return chunk_from_record(json.loads(self.raw(i)))
+    def _parse_line(self, i: int) -> Passage:
+        return passage_from_record(json.loads(self.raw(i)))
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class StoredIndex:
 
     path: Path
     manifest: dict
-    chunks: ChunkTable
+    passages: PassageTable
     vectors: object  # faiss.Index: IndexFlatIP, or IndexIVFFlat for large indexes
     sentence_vectors: np.ndarray  # float16, memory-mapped
     sentence_first: np.ndarray  # int64: sentence rows of passage i are first[i]:first[i + 1]
@@ -157,7 +157,7 @@ class StoredIndex:
     def sentence_rows(self, i: int) -> range:
         return range(int(self.sentence_first[i]), int(self.sentence_first[i + 1]))
 
-    def document_chunks(self, doc_id: str) -> range:
+    def document_passages(self, doc_id: str) -> range:
         return self.documents[doc_id].passages
 
     @property
@@ -224,7 +224,7 @@ def load(index_dir: Path, chunk: ChunkSettings, *, verify: bool = True) -> Store
         _verify(gen, manifest.get("files") or {}, index_dir)
     try:
         offsets = np.load(gen / "chunks.offsets.npy", mmap_mode="r", allow_pickle=False)
-        chunks = ChunkTable(gen / "chunks.jsonl", offsets)
+        chunks = PassageTable(gen / "chunks.jsonl", offsets)
         vectors = faiss.read_index(str(gen / "chunks.faiss"))
         if manifest.get("vector_index", {}).get("kind") == "ivf":
             vectors.nprobe = int(manifest["vector_index"]["nprobe"])
@@ -253,9 +253,9 @@ def _load_bm25(path: Path):
     return bm25s.BM25.load(str(path), mmap=True, load_corpus=False)
 
 
-def chunk_from_record(r: dict) -> Chunk:
+def passage_from_record(r: dict) -> Passage:
     sents = tuple(Sentence(s, e) for s, e in r["sentences"])
-    return Chunk(r["doc"], r["title"], r["date"], r["start"], r["end"], r["text"], sents)
+    return Passage(r["doc"], r["title"], r["date"], r["start"], r["end"], r["text"], sents)
 
 
 def _verify(gen: Path, files: dict, index_dir: Path) -> None:

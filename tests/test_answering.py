@@ -162,10 +162,10 @@ def test_a_passage_that_cannot_win_is_left_unread_and_the_choice_is_the_same(tow
     reader = CountingReader()
     q, hits, _, spans = evidence(question, history=None, k=3, index=town_index, reader=reader)
     assert len(hits) == 2 and reader.passages_read == 1
-    everything = reader.read(q.text, [town_index.chunks[h.chunk].text for h in hits], top=None)
+    everything = reader.read(q.text, [town_index.passages[h.row].text for h in hits], top=None)
     best = choose(spans, hits, reader.retrieval_weight)
     assert best == choose(everything, hits, reader.retrieval_weight)
-    assert town_index.chunks[hits[best.passage].chunk].text[best.start : best.end] == "Mara Quill"
+    assert town_index.passages[hits[best.passage].row].text[best.start : best.end] == "Mara Quill"
     evidence(question, history=None, k=3, index=town_index, reader=reader, every=True)
     assert reader.passages_read == 1 + 2 + 2  # the first ask, the read above, and every passage now
     # with no weight on retrieval, any passage could hold a more probable span: both are read

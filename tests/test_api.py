@@ -159,7 +159,7 @@ def test_every_entry_point_indexes_the_chat_uploads_too(tmp_path, tiny_source):
         encoding="utf-8",
     )
     index = rag.open_index(source=tiny_source, index_dir=index_dir, progress=False)
-    ids = set(index.stored.manifest["documents"])
+    ids = set(index.documents)
     assert "uploads/lighthouse.txt" in ids
     assert len(ids) == len(list(tiny_source.iterdir())) + 1
     answer = rag.ask("Who lit the lighthouse on Cape Vell?", index=index)
@@ -177,7 +177,7 @@ def test_an_index_is_built_then_opened_as_it_is(tmp_path):
     built = rag.Index.build(documents=docs, index_dir=folder, progress=False)
     written = sorted((p, p.stat().st_mtime_ns) for p in folder.rglob("*"))
     opened = rag.Index.open(folder)
-    assert list(opened.chunks) == list(built.chunks)
+    assert list(opened.passages) == list(built.passages)
     assert opened.ask("When was the lighthouse built?").short_answer == "1871"
     assert opened.retrieve("lighthouse", k=1)[0].source == "lighthouse.txt"
     assert sorted((p, p.stat().st_mtime_ns) for p in folder.rglob("*")) == written, "opening writes nothing"

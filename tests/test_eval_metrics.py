@@ -212,7 +212,7 @@ def test_summarize_excludes_unanswerable_from_answer_metrics():
         _result("d", rank=4, latency=40),
         _result("u", answerable=False, abstained=True, latency=1000),
     ]
-    s = summarize(results, documents=3, chunks=9, k=5)
+    s = summarize(results, documents=3, passages=9, k=5)
     assert (s.n, s.answerable, s.unanswerable) == (5, 4, 1)
     assert s.accuracy == 0.5 and s.accurate == 2
     assert s.exact_match == 1.0 and s.f1 == 0.5

@@ -98,7 +98,7 @@ def test_links_to_files_outside_the_source_folder_are_never_read(tmp_path, tiny_
     index = rag.open_index(source=tiny_source, index_dir=tmp_path / "index", progress=False)
 
     assert "passwd.txt" in caplog.text and "outside" in caplog.text
-    assert "library-again.txt" in index.stored.manifest["documents"]
+    assert "library-again.txt" in index.documents
     texts = [c.text for c in rag.retrieve("vault code of the bank", k=5, index=index)]
     assert texts and not any("zebra" in t for t in texts)
 
@@ -168,7 +168,7 @@ def test_a_file_over_the_text_limit_is_skipped_and_the_rest_indexed(tmp_path, ti
 
     index = rag.open_index(source=tiny_source, index_dir=tmp_path / "index", progress=False)
 
-    assert sorted(index.stored.manifest["documents"]) == [
+    assert sorted(index.documents) == [
         "bakery.txt",
         "library.txt",
         "railway.txt",
@@ -259,7 +259,7 @@ def test_a_read_only_index_with_changed_documents_answers_from_the_index_with_a_
 
     index = rag.open_index(source=tiny_source, index_dir=out, progress=False)
 
-    assert "ferry.txt" not in index.stored.manifest["documents"]
+    assert "ferry.txt" not in index.documents
     assert "read-only" in caplog.text and "answering from the index in use" in caplog.text
     assert rag.ask(LIBRARY_Q, index=index).citations[0].source == "library.txt"
 
@@ -382,8 +382,8 @@ def test_an_unreadable_file_is_warned_about_once_until_it_changes(tmp_path, tiny
 
     bad.write_text("Cafe\n\nThe cafe opens at eight.\n", encoding="utf-8")  # fixed: now it is read
     index = rag.open_index(source=tiny_source, index_dir=out, progress=False)
-    assert "latin1.txt" in index.stored.manifest["documents"]
-    assert "latin1.txt" not in index.stored.manifest["skipped"]
+    assert "latin1.txt" in index.documents
+    assert "latin1.txt" not in store.read_manifest(out)[1]["skipped"]
 
 
 def test_scan_skips_a_link_out_even_when_named_like_a_document(tmp_path):

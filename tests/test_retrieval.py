@@ -35,12 +35,17 @@ def tiny_folder(tmp_path_factory, tiny_corpus):
 
 
 @pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory, tiny_folder):
-    """{fusion: Index} over one stored index of the tiny corpus."""
-    built = rag.open_index(
-        source=tiny_folder, index_dir=tmp_path_factory.mktemp("tiny-index"), progress=False
-    )
-    return {fusion: rag.Index(built.stored, fusion=fusion) for fusion in FUSIONS}
+def tiny_index_dir(tmp_path_factory, tiny_folder):
+    """One index of the tiny corpus, built."""
+    index_dir = tmp_path_factory.mktemp("tiny-index")
+    rag.Index.build(tiny_folder, index_dir=index_dir, progress=False)
+    return index_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tiny_index_dir):
+    """{fusion: Index} over the tiny corpus's index."""
+    return {fusion: rag.Index.open(tiny_index_dir, fusion=fusion) for fusion in FUSIONS}
 
 
 def bm25(query: str, docs: list[list[str]], i: int, k1: float = 1.5, b: float = 0.75) -> float:
@@ -59,7 +64,7 @@ def bm25(query: str, docs: list[list[str]], i: int, k1: float = 1.5, b: float = 
 
 def test_tiny_corpus_is_one_chunk_per_document(tiny_index):
     index = tiny_index["convex"]
-    assert sorted(c.doc_id for c in index.chunks) == [
+    assert sorted(c.doc_id for c in index.passages) == [
         "bakery.txt",
         "library.txt",
         "railway.txt",
@@ -72,8 +77,8 @@ def test_tiny_corpus_is_one_chunk_per_document(tiny_index):
 def test_distinctive_query_finds_its_document_first(tiny_index, fusion, query, expected):
     index = tiny_index[fusion]
     hits = index.search(query, k=4)
-    assert index.chunks[hits[0].chunk].doc_id == expected
-    assert len({h.chunk for h in hits}) == 4
+    assert index.passages[hits[0].row].doc_id == expected
+    assert len({h.row for h in hits}) == 4
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
@@ -81,14 +86,14 @@ def test_distinctive_query_finds_its_document_first(tiny_index, fusion, query, e
 def test_hand_worked_scores(tiny_index, query, expected):
     convex, rrf = tiny_index["convex"], tiny_index["rrf"]
     top = convex.search(query, k=4)[0]
-    chunk = convex.chunks[top.chunk]
+    chunk = convex.passages[top.row]
     # dense: the cosine of the two unit vectors, computed here independently
     (qv,), (cv,) = embed([query]), embed([chunk.embedding_text])
     assert top.dense == pytest.approx(float(qv @ cv), abs=1e-4)
     # lexical: BM25 of the query's stemmed words, the only document that has them
-    docs = [terms(c.embedding_text) for c in convex.chunks]
-    assert top.lexical == pytest.approx(bm25(query, docs, top.chunk), rel=1e-4)
-    assert all(bm25(query, docs, i) == 0 for i in range(len(docs)) if i != top.chunk)
+    docs = [terms(c.embedding_text) for c in convex.passages]
+    assert top.lexical == pytest.approx(bm25(query, docs, top.row), rel=1e-4)
+    assert all(bm25(query, docs, i) == 0 for i in range(len(docs)) if i != top.row)
     # second stage: plus the best cosine of one of its sentences (vectors from the passage's own pass)
     _, sentence_vecs = encode_passages([chunk.embedding_text], [chunk.sentence_spans])
     best_sentence = retrieval.SENTENCE_WEIGHT * float((sentence_vecs @ qv).max())
@@ -105,7 +110,7 @@ def test_hand_worked_scores(tiny_index, query, expected):
 def test_k_is_respected(tiny_index, fusion, k):
     hits = tiny_index[fusion].search("a volcano near the railway", k=k)
     assert len(hits) == min(k, 4)
-    assert len({h.chunk for h in hits}) == len(hits)
+    assert len({h.row for h in hits}) == len(hits)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -113,12 +118,12 @@ def test_query_with_no_known_word_still_ranks_by_meaning(tiny_index, fusion):
     # no word of the query is in the corpus: BM25 has nothing, the dense ranking carries it
     hits = tiny_index[fusion].search("magma", k=4)
     assert len(hits) == 4 and all(h.lexical == 0 for h in hits)
-    assert tiny_index[fusion].chunks[hits[0].chunk].doc_id == "volcano.txt"
+    assert tiny_index[fusion].passages[hits[0].row].doc_id == "volcano.txt"
 
 
-def test_unknown_fusion_is_refused(tiny_index):
+def test_unknown_fusion_is_refused(tiny_index_dir):
     with pytest.raises(ValueError, match="fusion"):
-        rag.Index(tiny_index["convex"].stored, fusion="max")
+        rag.Index.open(tiny_index_dir, fusion="max")
 
 
 def test_retrieve_returns_citations_that_point_into_the_source(tiny_index, tiny_folder):
@@ -178,7 +183,7 @@ def _harbour_index(tmp_path, overlap_tokens: int) -> rag.Index:
 
 def _repeated(index, hits) -> float:
     """The largest share of a hit's text that better hits of its document already hold."""
-    spans = [(index.chunks[h.chunk].start, index.chunks[h.chunk].end) for h in hits]
+    spans = [(index.passages[h.row].start, index.passages[h.row].end) for h in hits]
     shares = [
         sum(max(0, min(b, d) - max(a, c)) for c, d in spans[:n]) / (b - a) for n, (a, b) in enumerate(spans)
     ]

@@ -79,7 +79,7 @@ def generation(index_dir):
 
 def assert_vectors_match_texts(loaded: store.StoredIndex) -> None:
     """Row i of the FAISS index is passage i; each sentence's row holds that sentence's vector."""
-    chunks = list(loaded.chunks)
+    chunks = list(loaded.passages)
     chunk_vecs = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
     np.testing.assert_allclose(chunk_vecs, embed([c.embedding_text for c in chunks]), atol=1e-4)
     rows = [r for i in range(len(chunks)) for r in loaded.sentence_rows(i)]
@@ -107,7 +107,7 @@ def tiny_copy(built_tiny, tmp_path):
 def test_build_then_load_round_trip(tmp_path, tiny_docs):
     built = build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     loaded = store.load(tmp_path / "index", DEFAULT)
-    assert list(loaded.chunks) == list(built.chunks) == [c for d in tiny_docs for c in chunk_document(d)]
+    assert list(loaded.passages) == list(built.passages) == [c for d in tiny_docs for c in chunk_document(d)]
     np.testing.assert_array_equal(loaded.sentence_first, built.sentence_first)
     assert_vectors_match_texts(loaded)
 
@@ -121,12 +121,12 @@ def test_build_then_load_round_trip(tmp_path, tiny_docs):
     for d in tiny_docs:
         assert manifest["documents"][d.id]["sha256"] == hashlib.sha256(d.text.encode("utf-8")).hexdigest()
         assert manifest["documents"][d.id]["title"] == d.title
-    assert manifest["num_chunks"] == len(loaded.chunks)
+    assert manifest["num_chunks"] == len(loaded.passages)
 
     gen = generation(tmp_path / "index")
     lines = (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == faiss.read_index(str(gen / "chunks.faiss")).ntotal == len(loaded.chunks)
-    assert [json.loads(line)["text"] for line in lines] == [c.text for c in loaded.chunks]
+    assert len(lines) == faiss.read_index(str(gen / "chunks.faiss")).ntotal == len(loaded.passages)
+    assert [json.loads(line)["text"] for line in lines] == [c.text for c in loaded.passages]
 
 
 def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
@@ -152,7 +152,7 @@ def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny
     index_dir = tmp_path / "index"
     before = build.sync(tiny_docs, index_dir, DEFAULT, progress=False)
     bakery_vectors = [
-        before.vectors.reconstruct(i) for i, c in enumerate(before.chunks) if c.doc_id == "bakery.txt"
+        before.vectors.reconstruct(i) for i, c in enumerate(before.passages) if c.doc_id == "bakery.txt"
     ]
     recorder.calls.clear()
 
@@ -168,10 +168,10 @@ def test_incremental_update_embeds_only_new_and_changed_documents(tmp_path, tiny
         "lighthouse.txt",
         "railway.txt",
     }
-    assert "volcano.txt" not in {c.doc_id for c in after.chunks}
-    assert list(after.chunks) == [c for d in docs for c in chunk_document(d, DEFAULT)]
+    assert "volcano.txt" not in {c.doc_id for c in after.passages}
+    assert list(after.passages) == [c for d in docs for c in chunk_document(d, DEFAULT)]
     assert after.manifest["documents"]["railway.txt"]["sha256"] == store.sha256(NEW_RAILWAY.text)
-    kept = [after.vectors.reconstruct(i) for i, c in enumerate(after.chunks) if c.doc_id == "bakery.txt"]
+    kept = [after.vectors.reconstruct(i) for i, c in enumerate(after.passages) if c.doc_id == "bakery.txt"]
     np.testing.assert_array_equal(np.array(kept), np.array(bakery_vectors))  # copied, not re-embedded
     assert_vectors_match_texts(after)
     assert [p.name for p in index_dir.glob("gen-*")] == [generation(index_dir).name]  # old one cleaned up
@@ -184,7 +184,7 @@ def test_sync_without_changes_embeds_nothing_and_keeps_the_generation(tmp_path, 
     again = build.sync(tiny_docs, tmp_path / "index", DEFAULT, progress=False)
     assert recorder.texts == []
     assert snapshot(tmp_path / "index") == files
-    assert len(again.chunks) == len(tiny_docs)
+    assert len(again.passages) == len(tiny_docs)
 
 
 def test_removing_a_document_embeds_nothing(tmp_path, tiny_docs, recorder):
@@ -192,7 +192,7 @@ def test_removing_a_document_embeds_nothing(tmp_path, tiny_docs, recorder):
     recorder.calls.clear()
     after = build.sync(tiny_docs[:-1], tmp_path / "index", DEFAULT, progress=False)
     assert recorder.texts == []
-    assert {c.doc_id for c in after.chunks} == {d.id for d in tiny_docs[:-1]}
+    assert {c.doc_id for c in after.passages} == {d.id for d in tiny_docs[:-1]}
     assert_vectors_match_texts(after)
 
 
@@ -207,9 +207,9 @@ def test_other_chunker_settings_mismatch_on_load_and_rebuild_on_open(tmp_path, t
     with caplog.at_level(logging.WARNING, logger="rag"):
         index = rag.open_index(documents=tiny_docs, index_dir=index_dir, progress=False)
     assert any("rebuilding" in r.getMessage() for r in caplog.records)
-    assert index.stored.manifest["chunker"] == asdict(DEFAULT)
+    assert store.load(index_dir, DEFAULT).manifest["chunker"] == asdict(DEFAULT)
     assert recorder.texts == embedded_texts(tiny_docs)  # everything again: nothing reusable
-    assert list(store.load(index_dir, DEFAULT).chunks) == list(index.chunks)
+    assert list(store.load(index_dir, DEFAULT).passages) == list(index.passages)
     with pytest.raises(rag.IndexMismatch):
         store.load(index_dir, SMALL)
 
@@ -249,7 +249,7 @@ def test_crash_mid_build_leaves_previous_index_loadable_and_unchanged(tmp_path, 
     # work waits under build/ for the next build
     assert {k: v for k, v in snapshot(index_dir).items() if not k.startswith("build/")} == files
     assert [p.name for p in index_dir.iterdir() if p.name.startswith(".")] == []
-    assert list(store.load(index_dir, DEFAULT).chunks) == list(before.chunks)
+    assert list(store.load(index_dir, DEFAULT).passages) == list(before.passages)
 
     monkeypatch.undo()  # the next build succeeds and moves on
     after = build.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
@@ -297,7 +297,7 @@ def test_open_index_rebuilds_a_corrupt_index(tiny_copy, tiny_docs):
     _truncate(generation(tiny_copy) / "manifest.json")
     index = rag.open_index(documents=tiny_docs, index_dir=tiny_copy, progress=False)
     assert index.num_documents == len(tiny_docs)
-    assert list(store.load(tiny_copy, DEFAULT).chunks) == list(index.chunks)
+    assert list(store.load(tiny_copy, DEFAULT).passages) == list(index.passages)
 
 
 def test_duplicate_document_ids_are_refused(tmp_path, tiny_docs):
@@ -328,13 +328,13 @@ def test_an_interrupted_build_resumes_without_redoing_finished_batches(tmp_path,
     assert finished == embedded_texts(tiny_docs[1:3])
     # the index in use is untouched
     assert {k: v for k, v in snapshot(index_dir).items() if not k.startswith("build/")} == files
-    assert list(store.load(index_dir, DEFAULT).chunks) == list(before.chunks)
+    assert list(store.load(index_dir, DEFAULT).passages) == list(before.passages)
 
     recorder.calls.clear()
     recorder.fail_on = None
     after = build.sync([*tiny_docs, LIGHTHOUSE], index_dir, DEFAULT, progress=False)
     assert recorder.texts == embedded_texts([*tiny_docs[3:], LIGHTHOUSE])  # only what was left
-    assert list(after.chunks) == [c for d in [*tiny_docs, LIGHTHOUSE] for c in chunk_document(d)]
+    assert list(after.passages) == [c for d in [*tiny_docs, LIGHTHOUSE] for c in chunk_document(d)]
     assert_vectors_match_texts(after)
     assert not (index_dir / "build").exists()
 
@@ -354,23 +354,24 @@ def test_a_batch_from_a_build_with_other_settings_is_not_reused(tmp_path, tiny_d
 
 def test_the_passage_table_is_read_lazily(tiny_copy):
     loaded = store.load(tiny_copy, DEFAULT)
-    assert loaded.chunks._parse.cache_info().currsize == 0  # opening parsed no passage
-    third = loaded.chunks[2]
-    assert loaded.chunks._parse.cache_info().currsize == 1
-    assert third == list(loaded.chunks)[2] == loaded.chunks[-len(loaded.chunks) + 2]
+    assert loaded.passages._parse.cache_info().currsize == 0  # opening parsed no passage
+    third = loaded.passages[2]
+    assert loaded.passages._parse.cache_info().currsize == 1
+    assert third == list(loaded.passages)[2] == loaded.passages[-len(loaded.passages) + 2]
     with pytest.raises(IndexError):
-        loaded.chunks[len(loaded.chunks)]
+        loaded.passages[len(loaded.passages)]
 
 
 def test_large_indexes_switch_to_an_ivf_index_that_finds_the_same_passages(tmp_path, tiny_docs, monkeypatch):
     flat = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "flat", progress=False)
     monkeypatch.setattr("rag.generation.IVF_FROM", 2)
     ivf = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "ivf", progress=False)
-    assert flat.stored.manifest["vector_index"] == {"kind": "flat"}
-    assert ivf.stored.manifest["vector_index"] == {"kind": "ivf", "lists": 1, "nprobe": 1}
-    assert isinstance(ivf.stored.vectors, faiss.IndexIVFFlat)
+    assert store.load(tmp_path / "flat", DEFAULT).manifest["vector_index"] == {"kind": "flat"}
+    stored_ivf = store.load(tmp_path / "ivf", DEFAULT)
+    assert stored_ivf.manifest["vector_index"] == {"kind": "ivf", "lists": 1, "nprobe": 1}
+    assert isinstance(stored_ivf.vectors, faiss.IndexIVFFlat)
     for query in ("sourdough loaves", "steam locomotive over a viaduct", "lava and ash"):
-        assert [h.chunk for h in ivf.search(query, k=3)] == [h.chunk for h in flat.search(query, k=3)]
+        assert [h.row for h in ivf.search(query, k=3)] == [h.row for h in flat.search(query, k=3)]
     # an incremental update copies the vectors out of the IVF index
     after = build.sync([*tiny_docs, LIGHTHOUSE], tmp_path / "ivf", DEFAULT, progress=False)
     assert_vectors_match_texts(after)
@@ -447,7 +448,7 @@ def test_a_touched_but_unchanged_file_is_hashed_not_embedded(tmp_path, tiny_sour
     edited = build.sync(_files(tiny_source), index_dir, DEFAULT, progress=False, read=read_document)
     bakery = [read_document(f) for f in _files(tiny_source) if f.id == "bakery.txt"]
     assert recorder.texts == embedded_texts(bakery)
-    assert "rye bread" in " ".join(c.text for c in edited.chunks)
+    assert "rye bread" in " ".join(c.text for c in edited.passages)
 
 
 def test_pdf_pages_reach_the_citations(tmp_path, make_pdf):

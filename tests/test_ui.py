@@ -248,7 +248,7 @@ def library(tmp_path, tiny_source) -> Library:
 
 def snapshot(lib: Library) -> tuple:
     files = sorted(p.name for p in lib.uploads_dir.glob("*")) if lib.uploads_dir.exists() else []
-    return files, lib.index.num_documents, lib.index.num_chunks
+    return files, lib.index.num_documents, lib.index.num_passages
 
 
 def test_upload_is_stored_under_the_index_and_cited_at_once(library, tmp_path):
@@ -257,7 +257,7 @@ def test_upload_is_stored_under_the_index_and_cited_at_once(library, tmp_path):
     assert note.startswith("Added zorblat notes.md (1 passage)")
     assert (library.uploads_dir / "zorblat notes.md").read_text(encoding="utf-8") == ZORBLAT
     assert library.index is not before and library.index.num_documents == 5
-    assert library.status() == f"5 documents, {library.index.num_chunks} passages indexed"
+    assert library.status() == f"5 documents, {library.index.num_passages} passages indexed"
 
     reply, cards = final(respond(ZORBLAT_QUESTION, [], index=library.index, seconds=0))
     assert "May 5, 1999" in reply["content"]

@@ -210,7 +210,7 @@ class Library:
 
     def status(self) -> str:
         index = self.index
-        docs, passages = index.num_documents, index.num_chunks
+        docs, passages = index.num_documents, index.num_passages
         mine = len(self.uploads()) if self._base is not None else 0
         yours = f", {mine} of them yours" if mine else ""
         return f"{docs} document{'s' * (docs != 1)}{yours}, {passages} passage{'s' * (passages != 1)} indexed"
@@ -257,7 +257,7 @@ class Library:
                     shutil.rmtree(self.index_dir, ignore_errors=True)
                 raise
             index = self.index
-        documents = index.stored.documents
+        documents = index.documents
         ids = [f"{UPLOADS}/{p.name}" for p in written]
         counts = {doc_id: len(documents[doc_id].passages) if doc_id in documents else 0 for doc_id in ids}
         summary = ", ".join(
