@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         dataset = load_dataset(args.data)
-        items = sample_items(dataset.items, args.limit, seed=args.seed)
+        chosen = [item for item in dataset.items if args.lang is None or item.lang == args.lang]
+        if not chosen:
+            raise EvalError(f"no question of {args.data} is in language {args.lang!r}")
+        items = sample_items(chosen, args.limit, seed=args.seed)
     except EvalError as e:
         return _error(str(e))
 
@@ -94,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=_positive_int, metavar="N", help="evaluate N questions sampled reproducibly"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed for --limit (default: 0)")
+    parser.add_argument(
+        "--lang",
+        metavar="CODE",
+        help='only the questions in this language (the "lang" of each line; default: all)',
+    )
     parser.add_argument(
         "--k", type=_positive_int, default=5, help="passages retrieved per question (default: 5)"
     )

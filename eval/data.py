@@ -30,6 +30,7 @@ class EvalItem:
     source: str | None  # gold document id; None when unanswerable
     type: str | None  # one of QUESTION_TYPES; None for SQuAD, which has no types
     history: tuple[dict[str, str], ...] | None = None  # earlier chat turns, for follow-up questions
+    lang: str = "en"  # the question's language (eval/qa-zh.jsonl: "zh", "ja", "de")
 
     @property
     def answerable(self) -> bool:
@@ -147,6 +148,9 @@ def _jsonl_item(obj: Any, where: str) -> EvalItem:
         raise EvalError(f"{where}: 'answers' must be a list of non-empty strings")
     if source is not None and not isinstance(source, str):
         raise EvalError(f"{where}: 'source' must be a file name or null")
+    lang = obj.get("lang", "en")
+    if not isinstance(lang, str) or not lang:
+        raise EvalError(f"{where}: 'lang' must be a language code such as \"zh\"")
     if qtype not in QUESTION_TYPES:
         raise EvalError(f"{where}: 'type' must be one of {', '.join(sorted(QUESTION_TYPES))}, got {qtype!r}")
     # The three ways of saying "unanswerable" must agree, or the item would be scored inconsistently.
@@ -162,6 +166,7 @@ def _jsonl_item(obj: Any, where: str) -> EvalItem:
         source=source,
         type=qtype,
         history=_history(obj.get("history"), where),
+        lang=lang,
     )
 
 

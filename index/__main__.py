@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         default=settings.index_dir,
         help=f"index directory (default: {settings.index_dir})",
     )
+    build.add_argument(
+        "--multilingual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="give each passage a second vector, for questions in other languages than English (default: "
+        "as the index has it; on for a new index). --no-multilingual saves its build time on a large "
+        "English-only corpus; switching rebuilds the index",
+    )
     info = sub.add_parser("info", help="print the manifest of the index")
     info.add_argument("--out", type=Path, default=settings.index_dir, help="index directory")
     args = parser.parse_args(argv)
@@ -39,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             started = time.perf_counter()
-            index = open_index(source=args.source, index_dir=args.out, strict=True)
+            index = open_index(
+                source=args.source, index_dir=args.out, strict=True, multilingual=args.multilingual
+            )
             print(
                 f"index at {args.out}: {index.num_documents} documents, {index.num_passages} passages "
                 f"({time.perf_counter() - started:.1f} s)"

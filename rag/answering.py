@@ -17,6 +17,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 
+from . import multilingual
+from .messages import message
 from .nlp import terms
 from .question import read_question
 from .reader import Reader, Span
@@ -25,7 +27,7 @@ from .types import Answer
 
 READ = 3  # passages the reader reads, of the k retrieved
 MAX_SUPPORT_WORDS = 40  # a longer supporting sentence is cut to this many words around the answer
-RELATED = "The closest passages are listed below as related reading, not as an answer."
+RELATED = message("en", "related")
 MAX_LISTED = 5  # names a decline lists before saying how many more it never found
 MAX_NAME_CHARS = 60  # a longer name is cut in the reply
 _QUOTES = "\"'“”‘’«» "
@@ -48,13 +50,18 @@ def default_reader() -> Reader:
 def answer(
     question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader | None = None
 ) -> Answer:
+    language = multilingual.language(question)
+    if language != "en" and index.multilingual:
+        from .crosslingual import answer_other
+
+        return answer_other(question, language, history=history, k=k, index=index)
     reader = reader or default_reader()
     q, hits, unknown, spans = evidence(question, history=history, k=k, index=index, reader=reader)
     if not hits:
         return Answer(True, question_type=q.kind)
     related = [index.citation(h) for h in hits]
     if unknown:
-        reason = f"They never mention {_listing(unknown)}."
+        reason = message("en", "never", names=name_listing(unknown))
         return Answer(True, related, reason=reason, question_type=q.kind)
     best = choose(spans, hits, reader.retrieval_weight)
     if best is None or certainty(best, hits[best.passage], reader.calibration) < reader.threshold:
@@ -132,7 +139,7 @@ def names(question: str) -> list[str]:
     ]
 
 
-def _listing(names: list[str]) -> str:
+def name_listing(names: list[str]) -> str:
     """Names for a reply: each once (whatever its case), the first few in full, then how many more."""
     seen: dict[str, str] = {}
     for name in names:

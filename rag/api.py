@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+from . import multilingual
 from .answering import answer
 from .build import sync
 from .config import MAX_QUESTION_CHARS, SESSIONS, UPLOADS, ChunkSettings, get_settings
@@ -31,6 +32,7 @@ def open_index(
     fusion: str = "convex",
     base: Index | None = None,
     strict: bool = False,
+    multilingual: bool | None = None,
 ) -> Index:
     """Load the index, building it when missing and updating it when documents changed.
 
@@ -42,6 +44,9 @@ def open_index(
     and raise when the index cannot be updated. Otherwise (``ask()``, the chat) a current index is only
     read - it may be read-only - and when an update cannot be made (another build is writing, the folder
     is read-only, the disk is full) the index in use answers, with a warning.
+
+    ``multilingual`` gives each passage a second vector for questions in other languages than English
+    (:mod:`rag.multilingual`); None keeps what the index has, and a new index gets them.
     """
     settings = get_settings()
     index_dir = Path(index_dir) if index_dir else settings.index_dir
@@ -58,6 +63,7 @@ def open_index(
         read=read_source,
         base=base._stored if base is not None else None,  # the same package's index
         strict=strict,
+        multilingual=multilingual,
     )
     if not stored.documents:
         raise SourceNotFound(f"none of the {len(documents)} documents could be read (see the warnings)")
@@ -155,8 +161,11 @@ def ask(
 
 
 def retrieve(query: str, *, k: int = 5, index: Index | None = None) -> list[Citation]:
-    """The ``k`` passages that best match ``query``, best first, with their fused retrieval scores."""
+    """The ``k`` passages that best match ``query``, best first, with their fused retrieval scores; a query
+    in another language than English is matched through the multilingual vectors, when the index has them."""
     query = _check(query)
     _check_k(k)
     index = index or default_index()
+    if index.multilingual and multilingual.language(query) != "en":
+        return [index.citation(h) for h in index.search_multilingual([query], k=k)]
     return [index.citation(h) for h in index.search(query, k=k)]

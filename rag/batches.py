@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import multilingual
 from .chunking import Passage, chunk_document
 from .config import ChunkSettings
 from .embedding import encode_passages
@@ -42,15 +44,17 @@ class Done:
     vectors: np.ndarray  # passages x DIMENSION
     sentences: np.ndarray  # sentences x DIMENSION (float16)
     counts: list[int]  # sentences per passage
+    multilingual: np.ndarray | None = None  # passages x multilingual.DIMENSION (float16), when built
 
 
 class Batches:
     """The ``build/`` folder: batches of finished documents, saved as they complete."""
 
-    def __init__(self, index_dir: Path, chunk: ChunkSettings):
+    def __init__(self, index_dir: Path, chunk: ChunkSettings, *, multilingual: bool = False):
         self.chunk = chunk
+        self.multilingual = multilingual
         self.dir = index_dir / "build"
-        settings = expected_settings(chunk)
+        settings = {**expected_settings(chunk), "multilingual": multilingual}
         marker = self.dir / "settings.json"
         try:
             same = json.loads(marker.read_text(encoding="utf-8")) == settings
@@ -72,6 +76,9 @@ class Batches:
         for each file that could not be read its size, mtime and the reason (after warning with it)."""
         from tqdm import tqdm
 
+        if self.multilingual and todo:
+            # its weights decompress while the English model loads
+            threading.Thread(target=multilingual.warm_up, name="multilingual-warm-up", daemon=True).start()
         shas: dict[str, str] = {}
         bad: dict[str, dict] = {}
         pending: list[tuple[str, Document, list[Passage]]] = []
@@ -115,16 +122,26 @@ class Batches:
             [c.embedding_text for c in chunks], [c.sentence_spans for c in chunks]
         )
         sentences = sentences.astype(np.float16)
+        other = None
+        if self.multilingual:
+            other = multilingual.encode([c.embedding_text for c in chunks]).astype(np.float16)
         name = f"batch-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
         np.save(self.dir / f"{name}.vectors.npy", vectors, allow_pickle=False)
         np.save(self.dir / f"{name}.sentences.npy", sentences, allow_pickle=False)
+        if other is not None:
+            np.save(self.dir / f"{name}.multilingual.npy", other, allow_pickle=False)
         docs, c0, s0 = [], 0, 0
         for sha, doc, cs in batch:
             counts = [len(c.sentences) for c in cs]
             meta, records = doc_meta(doc), [record(c) for c in cs]
             docs.append({"id": doc.id, "sha256": sha, "meta": meta, "records": [r.decode() for r in records]})
             self.done[doc.id, sha] = Done(
-                meta, records, vectors[c0 : c0 + len(cs)], sentences[s0 : s0 + sum(counts)], counts
+                meta,
+                records,
+                vectors[c0 : c0 + len(cs)],
+                sentences[s0 : s0 + sum(counts)],
+                counts,
+                other[c0 : c0 + len(cs)] if other is not None else None,
             )
             c0, s0 = c0 + len(cs), s0 + sum(counts)
         # the batch's description goes last, atomically: a batch without one never counts
@@ -137,6 +154,9 @@ class Batches:
         batch = json.loads(meta_path.read_text(encoding="utf-8"))
         vectors = np.load(self.dir / f"{name}.vectors.npy", allow_pickle=False)
         sentences = np.load(self.dir / f"{name}.sentences.npy", allow_pickle=False)
+        other = (
+            np.load(self.dir / f"{name}.multilingual.npy", allow_pickle=False) if self.multilingual else None
+        )
         c0 = s0 = 0
         for d in batch["documents"]:
             records = [r.encode("utf-8") for r in d["records"]]
@@ -147,9 +167,10 @@ class Batches:
                 vectors[c0 : c0 + len(records)],
                 sentences[s0 : s0 + sum(counts)],
                 counts,
+                other[c0 : c0 + len(records)] if other is not None else None,
             )
             c0, s0 = c0 + len(records), s0 + sum(counts)
-        if c0 != len(vectors) or s0 != len(sentences):
+        if c0 != len(vectors) or s0 != len(sentences) or (other is not None and len(other) != c0):
             raise ValueError("the batch's vectors do not match its passages")
 
     def _remove_batches(self) -> None:

@@ -45,6 +45,7 @@ def sync(
     read=None,
     base: StoredIndex | None = None,
     strict: bool = True,
+    multilingual: bool | None = None,
 ) -> StoredIndex:
     """Make the index at ``index_dir`` match ``items``, embedding only new or changed documents.
 
@@ -58,12 +59,19 @@ def sync(
     ``strict`` a build waits for another one and raises :class:`IndexUpdateFailed` when it cannot write;
     without it, when an index is in use, a busy lock or a failed write leaves that index answering,
     with a warning.
+
+    ``multilingual``: whether passages get a second, multilingual vector (:mod:`rag.multilingual`) for
+    questions in other languages. None keeps what the index has (a new index gets them); a change
+    rebuilds the index.
     """
     index_dir = Path(index_dir)
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("document ids must be unique")
-    old = _try_load(index_dir, chunk)
+    old = _try_load(index_dir, chunk, multilingual)
+    want = multilingual if multilingual is not None else (old is None or old.multilingual is not None)
+    if base is not None and (base.multilingual is not None) != want:
+        base = None  # nothing to copy from an index built the other way
     plan = _plan(items, old) if old is not None else None
     if old is not None and _current(old, plan):
         return old
@@ -72,11 +80,13 @@ def sync(
         with _lock(index_dir, wait=strict or old is None):
             if _generation(index_dir) != (old.path.name if old is not None else None):
                 # another build finished while this one waited: plan against what it wrote
-                old = _try_load(index_dir, chunk, quiet=True)
+                old = _try_load(index_dir, chunk, want, quiet=True)
                 plan = _plan(items, old) if old is not None else None
                 if old is not None and _current(old, plan):
                     return old
-            return _update(items, index_dir, chunk, old, plan, base, read=read, progress=progress)
+            return _update(
+                items, index_dir, chunk, old, plan, base, read=read, progress=progress, multilingual=want
+            )
     except _Busy:
         log.warning("another build is updating %s; answering from the index in use meanwhile", index_dir)
         return old
@@ -96,16 +106,29 @@ def _generation(index_dir: Path) -> str | None:
         return None
 
 
-def _try_load(index_dir: Path, chunk: ChunkSettings, *, quiet: bool = False) -> StoredIndex | None:
-    """The index in use, or None when there is none or it must be rebuilt (saying why)."""
+def _try_load(
+    index_dir: Path, chunk: ChunkSettings, multilingual: bool | None, *, quiet: bool = False
+) -> StoredIndex | None:
+    """The index in use, or None when there is none or it must be rebuilt (saying why): built with
+    other settings, damaged, or with(out) the multilingual vectors asked for (None: as it was built)."""
     try:
-        return load(index_dir, chunk)
+        old = load(index_dir, chunk)
     except (IndexMismatch, IndexDamaged) as e:
         if not quiet:
             log.warning("%s; rebuilding it from the documents", str(e).split(" - ")[0])
+        return None
     except IndexNotFound:
-        pass
-    return None
+        return None
+    if multilingual is None and "multilingual" not in old.manifest:
+        multilingual = True  # built before indexes had them: a new index has them
+    if multilingual is not None and (old.multilingual is not None) != multilingual:
+        if not quiet:
+            has = "has no" if multilingual else "has"
+            log.warning(
+                "the index at %s %s multilingual vectors; rebuilding it from the documents", index_dir, has
+            )
+        return None
+    return old
 
 
 def _current(old: StoredIndex, plan: list[Planned]) -> bool:
@@ -121,7 +144,7 @@ def _current(old: StoredIndex, plan: list[Planned]) -> bool:
 
 
 def _update(
-    items, index_dir: Path, chunk: ChunkSettings, old, plan, base, *, read, progress: bool
+    items, index_dir: Path, chunk: ChunkSettings, old, plan, base, *, read, progress: bool, multilingual: bool
 ) -> StoredIndex:
     """Embed what changed and write a new generation; under the directory's lock. ``plan`` is
     :func:`_plan` against ``old``; without an old index, documents are planned against ``base``."""
@@ -130,7 +153,7 @@ def _update(
         plan = _plan(items, base)
     have = copy_from.manifest["documents"] if copy_from is not None else {}
     skipped = copy_from.manifest.get("skipped", {}) if copy_from is not None else {}
-    work = Batches(index_dir, chunk)
+    work = Batches(index_dir, chunk, multilingual=multilingual)
     todo = [(item, p.sha) for item, p in zip(items, plan, strict=True) if not (p.same or p.known_bad)]
     todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
     log.info(

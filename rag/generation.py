@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import multilingual
 from .batches import Batches
 from .config import ChunkSettings
 from .embedding import DIMENSION
@@ -59,7 +60,8 @@ def write_generation(
     skipped: dict[str, dict],
     progress: bool,
 ) -> None:
-    """Write the new generation: unchanged documents copied from ``old``, the rest from ``work``."""
+    """Write the new generation: unchanged documents copied from ``old``, the rest from ``work``; with
+    multilingual vectors when ``work`` makes them (``old`` then has them too)."""
     import faiss
     from tqdm import tqdm
 
@@ -71,6 +73,7 @@ def write_generation(
         offsets, first = [0], [0]
         vectors: list[np.ndarray] = []
         sentences: list[np.ndarray] = []
+        others: list[np.ndarray] = []  # multilingual passage vectors
         tokens: list[list[str]] = []
         n = 0
         bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
@@ -84,6 +87,8 @@ def write_generation(
                         vectors.append(old.vectors.reconstruct_n(rows.start, len(rows)))
                         a, b = old.sentence_first[rows.start], old.sentence_first[rows.stop]
                         sentences.append(np.asarray(old.sentence_vectors[a:b]))
+                        if work.multilingual:
+                            others.append(np.asarray(old.multilingual[rows.start : rows.stop]))
                     counts = [len(old.sentence_rows(i)) for i in rows]
                     info = {k: meta.get(k) for k in ("title", "date", "pages")}
                 elif (doc_id, sha) in work.done:
@@ -91,6 +96,8 @@ def write_generation(
                     records, counts, info = done.records, done.counts, done.meta
                     vectors.append(done.vectors)
                     sentences.append(done.sentences)
+                    if work.multilingual:
+                        others.append(done.multilingual)
                 else:
                     continue  # unreadable: the reader said why
                 for rec, count in zip(records, counts, strict=True):
@@ -111,6 +118,10 @@ def write_generation(
         sent = np.concatenate(sentences) if sentences else np.zeros((0, DIMENSION), np.float16)
         np.save(tmp / "sentences.npy", sent.astype(np.float16, copy=False), allow_pickle=False)
         del sentences, sent
+        if work.multilingual:
+            other = np.concatenate(others) if others else np.zeros((0, multilingual.DIMENSION), np.float16)
+            np.save(tmp / "multilingual.npy", other.astype(np.float16, copy=False), allow_pickle=False)
+            del others, other
         vecs = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32) if vectors else None
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core (searching uses one)
         if n >= IVF_FROM:
@@ -131,6 +142,11 @@ def write_generation(
         manifest = {
             **expected_settings(chunk),
             "vector_index": vector_index,
+            "multilingual": (
+                {"model": multilingual.model_name(), "dimension": multilingual.DIMENSION}
+                if work.multilingual
+                else None
+            ),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "num_documents": len(documents),
             "num_chunks": n,

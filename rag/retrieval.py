@@ -32,6 +32,9 @@ DENSE_WEIGHT = 0.5  # convex fusion: weight of the cosine; BM25 (normalised) get
 FUSIONS = ("convex", "rrf")
 RESCORE = 20  # fused hits re-scored by their best sentence
 SENTENCE_WEIGHT = 1.0  # weight of a passage's best sentence cosine in the second stage
+# multilingual search: weight of the lexical signal left across languages (BM25 of a question's Latin words,
+# numbers and pinyin, normalised) beside the cross-language cosine, which spans a narrower range
+CROSS_LEXICAL_WEIGHT = 0.1
 MAX_REPEATED = 0.5  # share of a passage already in better ones of its document beyond which it gives way
 
 
@@ -115,6 +118,32 @@ class Index:
     @property
     def num_passages(self) -> int:
         return len(self._passages)
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the passages have multilingual vectors, so questions in other languages can be read."""
+        return self._stored.multilingual is not None
+
+    def search_multilingual(self, queries: list[str], *, k: int = 5) -> list[Hit]:
+        """Passages for a question in another language than English: each passage's best cosine with
+        the multilingual vectors of ``queries`` (the question; and for a follow-up, the question with
+        the one before it), plus :data:`CROSS_LEXICAL_WEIGHT` times BM25 over the words that still
+        match across languages (:func:`rag.multilingual.lexical_query`), normalised to the best."""
+        from . import multilingual
+
+        vectors = self._stored.multilingual
+        if vectors is None or not len(vectors):
+            return []
+        dense = (np.asarray(vectors, dtype=np.float32) @ multilingual.encode(queries).T).max(axis=1)
+        lexical = self._bm25_scores(multilingual.lexical_query(queries[0]))
+        fused = dense.copy()
+        if lexical is not None and lexical.max() > 0:
+            fused += CROSS_LEXICAL_WEIGHT * lexical / lexical.max()
+        depth = min(max(RESCORE, k), len(fused))
+        best = np.argpartition(-fused, depth - 1)[:depth]
+        ranked = self._distinct([int(i) for i in best[np.argsort(-fused[best], kind="stable")]], k)
+        lex = lexical if lexical is not None else np.zeros(len(fused))
+        return [Hit(i, float(fused[i]), float(dense[i]), float(lex[i])) for i in ranked]
 
     def knows(self, word: str) -> bool:
         """Whether every search term of ``word`` is in some passage (a name no document holds is not)."""

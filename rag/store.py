@@ -153,6 +153,7 @@ class StoredIndex:
     sentence_vectors: np.ndarray  # float16, memory-mapped
     sentence_first: np.ndarray  # int64: sentence rows of passage i are first[i]:first[i + 1]
     bm25: object | None  # bm25s.BM25, None for an index without passages
+    multilingual: np.ndarray | None = None  # passages x 512 float16, memory-mapped; None when not built
 
     def sentence_rows(self, i: int) -> range:
         return range(int(self.sentence_first[i]), int(self.sentence_first[i + 1]))
@@ -232,6 +233,7 @@ def load(index_dir: Path, chunk: ChunkSettings, *, verify: bool = True) -> Store
         sentence_vectors = np.load(gen / "sentences.npy", mmap_mode="r", allow_pickle=False)
         sentence_first = np.load(gen / "sentences.first.npy", allow_pickle=False)
         bm25 = _load_bm25(gen / "bm25") if len(chunks) else None
+        other = _load_multilingual(gen, manifest, index_dir)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise IndexDamaged(f"the index at {index_dir} is damaged ({e}) - run: python -m index build") from e
     if (
@@ -240,9 +242,25 @@ def load(index_dir: Path, chunk: ChunkSettings, *, verify: bool = True) -> Store
         or vectors.d != DIMENSION
         or len(sentence_first) != len(chunks) + 1
         or int(sentence_first[-1]) != len(sentence_vectors)
+        or (other is not None and len(other) != len(chunks))
     ):
         raise IndexDamaged(f"the index at {index_dir} is inconsistent - run: python -m index build")
-    return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, sentence_first, bm25)
+    return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, sentence_first, bm25, other)
+
+
+def _load_multilingual(gen: Path, manifest: dict, index_dir: Path) -> np.ndarray | None:
+    """The multilingual passage vectors, when the index was built with them by the encoder installed."""
+    from .multilingual import model_name
+
+    record = manifest.get("multilingual")
+    if not record:
+        return None
+    if record.get("model") != model_name():
+        raise IndexMismatch(
+            f"the index at {index_dir} was built with other settings (multilingual model: index has "
+            f"{record.get('model')!r}, expected {model_name()!r}) - rebuild it: python -m index build"
+        )
+    return np.load(gen / "multilingual.npy", mmap_mode="r", allow_pickle=False)
 
 
 def _load_bm25(path: Path):

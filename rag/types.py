@@ -6,6 +6,8 @@ import re
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 
+from .messages import message
+
 
 @dataclass(frozen=True)
 class Document:
@@ -70,7 +72,7 @@ class Citation:
         return self.text[self.answer_start : self.answer_end]
 
 
-DECLINE = "The documents don't say."  # how every declining reply begins
+DECLINE = message("en", "decline")  # how every declining reply to an English question begins
 _MARK = re.compile(r"\[(\d+)\]")  # a citation mark: [n] refers to citations[n-1]
 
 
@@ -98,6 +100,10 @@ class Answer:
     holding the answer. A decline (``abstained``) says why in ``reason`` ("They never mention Tesla."),
     and its ``citations`` are related reading only. ``confidence`` is the reader's probability for the best
     span it found (also when it declined for want of certainty); None when nothing was read.
+
+    ``language`` is the question's (``"zh"``...): the reply's own words are in it. A question in another
+    language than English may be answered by ``support`` alone, the English sentence that answers it,
+    under a headline saying that the source is in English.
     """
 
     abstained: bool
@@ -107,6 +113,7 @@ class Answer:
     reason: str | None = None
     question_type: str = "phrase"
     confidence: float | None = None
+    language: str = "en"
 
     @property
     def marks(self) -> tuple[int, ...]:
@@ -115,9 +122,12 @@ class Answer:
 
     @property
     def headline(self) -> str:
-        """The reply's first line: the short answer as a sentence, or the decline and why."""
-        if self.abstained or not self.short_answer:
-            return " ".join(part for part in (DECLINE, self.reason) if part)
+        """The reply's first line: the short answer as a sentence, that the source is in English (a
+        sentence without a short answer), or the decline and why."""
+        if self.abstained or not (self.short_answer or self.support):
+            return " ".join(part for part in (message(self.language, "decline"), self.reason) if part)
+        if not self.short_answer:
+            return message(self.language, "english")
         return self.short_answer if self.short_answer.endswith(".") else f"{self.short_answer}."
 
     @property

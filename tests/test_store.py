@@ -134,7 +134,7 @@ def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
     files = snapshot(tmp_path / "index")
     gen = generation(tmp_path / "index").name
     names = ("manifest.json", "chunks.jsonl", "chunks.offsets.npy", "chunks.faiss")
-    names += ("sentences.npy", "sentences.first.npy")
+    names += ("sentences.npy", "sentences.first.npy", "multilingual.npy")
     assert {"CURRENT", "LOCK", "RAG-INDEX", *(f"{gen}/{n}" for n in names)} <= set(files)
     bm25 = {name for name in files if name.startswith(f"{gen}/bm25/")}
     assert set(files) == {"CURRENT", "LOCK", "RAG-INDEX", *(f"{gen}/{n}" for n in names), *bm25}

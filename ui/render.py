@@ -65,8 +65,9 @@ def stream_lengths(answer: Answer, steps: int) -> list[int | None]:
 
 
 def _streamed(answer: Answer) -> tuple[bool, list[str]]:
-    """Whether the reply leads with a short answer, and the words that stream after it (all of a decline)."""
-    answered = not answer.abstained and bool(answer.short_answer)
+    """Whether the reply leads with a headline of its own (a short answer, or that the source is in
+    English), and the words that stream after it (all of a decline)."""
+    answered = not answer.abstained and bool(answer.short_answer or answer.support)
     body = (answer.support or "") if answered else answer.headline
     return answered, re.findall(r"\s*\S+", body)
 

