@@ -117,5 +117,5 @@ def latin_names(text: str) -> list[str]:
     only (German capitalises every noun)."""
     if not _CJK.search(text) and not any(ord(c) > 0x24F and c.isalpha() for c in text):
         return []
-    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", text)
-    return [w for w in words if w[0].isupper() and not (w.isupper() and len(w) <= 6)]
+    names = re.findall(r"[A-Z][A-Za-z'’-]*(?: [A-Z][A-Za-z'’-]*)*", text)
+    return [n for n in names if not (n.isupper() and len(n) <= 6)]

@@ -1,14 +1,17 @@
 """What a person sees: the chat in a real browser, headless Debian Chromium driven by Playwright.
 
 Playwright's own browser download does not work here, so the test needs ``/usr/bin/chromium``
-(``apt-get install -y chromium``). The screenshot goes to ``tmp_path``; set ``RAG_UI_SCREENSHOT`` to a
-path (``docs/screenshot.png``) to also save it there, for the README.
+(``apt-get install -y chromium``), and a font with Chinese characters (``apt-get install -y
+fonts-noto-cjk``) so that a Chinese question shows as characters, not boxes. The screenshots go to
+``tmp_path``; set ``RAG_UI_SCREENSHOT`` (``docs/screenshot.png``) and ``RAG_UI_SCREENSHOT_ZH``
+(``docs/screenshot-zh.png``) to also save them there, for the README.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -94,6 +97,34 @@ def test_typed_question_gets_its_cited_answer_keyboard_only(browser, ui_server, 
     page.keyboard.press("Enter")
     expect(page.locator("[data-testid='user']")).to_have_count(0)
     expect(page.get_by_label("Select example 1", exact=False)).to_be_visible()
+    page.close()
+
+
+def test_a_chinese_question_shows_in_chinese_and_gets_the_english_source(browser, ui_server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout
+    assert fonts.strip(), "no font with Chinese characters: apt-get install -y fonts-noto-cjk"
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(ui_server)
+    expect(page.locator("#rag-status")).to_contain_text("5 documents, ")
+    page.locator("#rag-question textarea").fill("长春市市长是谁？")
+    page.keyboard.press("Enter")
+    reply = page.locator("[data-testid='bot']").first
+    expect(reply).to_contain_text("来源文档是英文的", timeout=10_000)
+    expect(reply).to_contain_text("Wang Zilian")
+    expect(reply).to_contain_text("[1]")
+    expect(page.locator("[data-testid='user']").first).to_have_text("长春市市长是谁？")
+    expect(page.locator(".rag-card[open]").first).to_contain_text(MAYOR_DOC)
+    # the page asks for a CJK font by name before the generic fallback
+    family = page.locator("[data-testid='user']").first.evaluate("e => getComputedStyle(e).fontFamily")
+    assert "Noto Sans CJK SC" in family
+    page.wait_for_timeout(500)
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "screenshot-zh.png"
+    page.screenshot(path=shot)
+    if target := os.environ.get("RAG_UI_SCREENSHOT_ZH"):
+        shutil.copyfile(shot, target)
     page.close()
 
 

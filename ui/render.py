@@ -192,7 +192,20 @@ CSS = """
 }
 """
 THEME = gr.themes.Soft(
-    # system fonts: the app runs offline, so nothing may be fetched from a font CDN
-    font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+    # system fonts: the app runs offline, so nothing may be fetched from a font CDN. The CJK families
+    # come before the generic fallback, so Chinese and Japanese questions show as characters wherever
+    # one is installed (Debian: fonts-noto-cjk; macOS and Windows have theirs)
+    font=[
+        "system-ui",
+        "-apple-system",
+        "Segoe UI",
+        "Roboto",
+        "Noto Sans CJK SC",
+        "Noto Sans CJK JP",
+        "PingFang SC",
+        "Hiragino Sans",
+        "Microsoft YaHei",
+        "sans-serif",
+    ],
     font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
 )

