@@ -17,8 +17,9 @@ K = 5  # passages retrieved per question: hit@5 needs at least 5
 
 # What one indexed unit ("chunk") is in each system, printed under the tables.
 CHUNK_UNITS = {
-    "ours": "a passage of whole sentences of at most 160 cl100k tokens, 32 tokens of overlap "
-    "(its sentence vectors come from the same encoder pass)",
+    "ours": "a passage of whole sentences of at most 100 cl100k tokens, 24 tokens of overlap "
+    "(its sentence vectors come from the same encoder pass; a second, multilingual vector per passage)",
+    "ours-en": "as ours, without the multilingual vector",
     "bare": "one document = one vector (the encoder reads its first 256 word pieces)",
     "txtai": "one document = one row (no chunking; the encoder reads its first 256 word pieces)",
 }
