@@ -41,7 +41,6 @@ QUESTIONS = [
 
 def test_answers_a_question_with_its_source(seeds_index):
     answer = rag.ask(MAYOR, index=seeds_index)
-    assert isinstance(answer, rag.Answer)
     assert not answer.abstained
     assert answer.short_answer == "Wang Zilian"
     assert "Wang Zilian" in answer.text
@@ -97,7 +96,8 @@ def test_bad_questions_raise_value_error_with_a_helpful_message(seeds_index, que
 
 def test_a_question_at_the_length_limit_is_accepted(seeds_index):
     question = ("Who founded the institute? " * 100)[:MAX_QUESTION_CHARS]
-    assert isinstance(rag.ask(question, index=seeds_index), rag.Answer)
+    answer = rag.ask(question, index=seeds_index)
+    assert answer.citations and answer.citations[0].source.startswith("000_")  # the institute's article
 
 
 def test_a_question_must_be_text(seeds_index):

@@ -129,7 +129,6 @@ def test_unknown_fusion_is_refused(tiny_index_dir):
 def test_retrieve_returns_citations_that_point_into_the_source(tiny_index, tiny_folder):
     citations = rag.retrieve("Where does the steam train run?", k=3, index=tiny_index["convex"])
     assert len(citations) == 3
-    assert all(isinstance(c, rag.Citation) for c in citations)
     assert citations[0].source == "railway.txt"
     assert citations[0].title == "The Glen Valley Railway"
     for c in citations:
