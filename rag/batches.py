@@ -35,7 +35,7 @@ PROGRESS_MIN_DOCS = 20
 BATCH_CHUNKS = 256
 
 
-@dataclass
+@dataclass(frozen=True)
 class Done:
     """One document's finished work: its chunk records and vectors."""
 

@@ -141,7 +141,7 @@ class Documents(Mapping[str, DocumentInfo]):
         return len(self._records)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredIndex:
     """An index as loaded from disk. Nothing here is read in full: passages, sentence vectors and BM25
     postings are memory-mapped; only the passage vectors live in FAISS's memory."""
