@@ -74,6 +74,7 @@ def write_generation(
         vectors: list[np.ndarray] = []
         sentences: list[np.ndarray] = []
         others: list[np.ndarray] = []  # multilingual passage vectors
+        vocabulary: set[str] = set()  # the passages' English words, for questions in other languages
         tokens: list[list[str]] = []
         n = 0
         bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
@@ -104,7 +105,10 @@ def write_generation(
                     out.write(rec)
                     offsets.append(offsets[-1] + len(rec))
                     first.append(first[-1] + count)
-                    tokens.append(terms(passage_from_record(json.loads(rec)).embedding_text))
+                    text = passage_from_record(json.loads(rec)).embedding_text
+                    tokens.append(terms(text))
+                    if work.multilingual:
+                        vocabulary |= multilingual.vocabulary(text)
                 documents[doc_id] = {
                     "sha256": sha,
                     **(stamp or {}),
@@ -122,6 +126,7 @@ def write_generation(
             other = np.concatenate(others) if others else np.zeros((0, multilingual.DIMENSION), np.float16)
             np.save(tmp / "multilingual.npy", other.astype(np.float16, copy=False), allow_pickle=False)
             del others, other
+            _save_words(tmp, sorted(vocabulary), old)
         vecs = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32) if vectors else None
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core (searching uses one)
         if n >= IVF_FROM:
@@ -166,6 +171,22 @@ def write_generation(
     for stale in index_dir.iterdir():
         if stale.name != name and GENERATION.fullmatch(stale.name) and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _save_words(gen: Path, words: list[str], old: StoredIndex | None) -> None:
+    """The vocabulary's words and their multilingual vectors (float16), those of ``old`` reused."""
+    known = {}
+    if old is not None and old.words is not None:
+        known = {w: i for i, w in enumerate(old.words)}
+    new = [w for w in words if w not in known]
+    if new:
+        log.info("encoding %d new words for questions in other languages", len(new))
+    fresh = dict(zip(new, multilingual.encode(new).astype(np.float16), strict=True))
+    vectors = np.zeros((len(words), multilingual.DIMENSION), np.float16)
+    for i, w in enumerate(words):
+        vectors[i] = fresh[w] if w in fresh else old.word_vectors[known[w]]
+    np.save(gen / "multilingual.words.npy", vectors, allow_pickle=False)
+    (gen / "multilingual.words.json").write_text(json.dumps(words), encoding="utf-8")
 
 
 def _checksums(gen: Path) -> dict[str, dict]:

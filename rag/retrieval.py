@@ -66,6 +66,7 @@ class Index:
         faiss.omp_set_num_threads(1)
         self._passages: Sequence[Passage] = stored.passages
         self._idf = Idf(stored.bm25, len(self._passages))
+        self._word_vectors: np.ndarray | None = None
 
     @classmethod
     def build(cls, source: Path | None = None, **options) -> Index:
@@ -127,15 +128,19 @@ class Index:
     def search_multilingual(self, queries: list[str], *, k: int = 5) -> list[Hit]:
         """Passages for a question in another language than English: each passage's best cosine with
         the multilingual vectors of ``queries`` (the question; and for a follow-up, the question with
-        the one before it), plus :data:`CROSS_LEXICAL_WEIGHT` times BM25 over the words that still
-        match across languages (:func:`rag.multilingual.lexical_query`), normalised to the best."""
+        the one before it), plus :data:`CROSS_LEXICAL_WEIGHT` times BM25, normalised to the best, over
+        the words that still match across languages (:func:`rag.multilingual.lexical_query`) and the
+        documents' words nearest to the question's (:func:`rag.multilingual.nearest_words`)."""
         from . import multilingual
 
         vectors = self._stored.multilingual
         if vectors is None or not len(vectors):
             return []
         dense = (np.asarray(vectors, dtype=np.float32) @ multilingual.encode(queries).T).max(axis=1)
-        lexical = self._bm25_scores(multilingual.lexical_query(queries[0]))
+        if self._word_vectors is None:  # read once, on the first question in another language
+            self._word_vectors = np.asarray(self._stored.word_vectors, dtype=np.float32)
+        words = multilingual.nearest_words(queries[0], self._stored.words, self._word_vectors)
+        lexical = self._bm25_scores(" ".join([multilingual.lexical_query(queries[0]), *words]))
         fused = dense.copy()
         if lexical is not None and lexical.max() > 0:
             fused += CROSS_LEXICAL_WEIGHT * lexical / lexical.max()

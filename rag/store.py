@@ -154,6 +154,8 @@ class StoredIndex:
     sentence_first: np.ndarray  # int64: sentence rows of passage i are first[i]:first[i + 1]
     bm25: object | None  # bm25s.BM25, None for an index without passages
     multilingual: np.ndarray | None = None  # passages x 512 float16, memory-mapped; None when not built
+    words: tuple[str, ...] | None = None  # the passages' English words (with multilingual vectors)
+    word_vectors: np.ndarray | None = None  # words x 512 float16, memory-mapped
 
     def sentence_rows(self, i: int) -> range:
         return range(int(self.sentence_first[i]), int(self.sentence_first[i + 1]))
@@ -234,6 +236,10 @@ def load(index_dir: Path, chunk: ChunkSettings, *, verify: bool = True) -> Store
         sentence_first = np.load(gen / "sentences.first.npy", allow_pickle=False)
         bm25 = _load_bm25(gen / "bm25") if len(chunks) else None
         other = _load_multilingual(gen, manifest, index_dir)
+        words, word_vectors = None, None
+        if other is not None:
+            words = tuple(json.loads((gen / "multilingual.words.json").read_text(encoding="utf-8")))
+            word_vectors = np.load(gen / "multilingual.words.npy", mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise IndexDamaged(f"the index at {index_dir} is damaged ({e}) - run: python -m index build") from e
     if (
@@ -243,9 +249,12 @@ def load(index_dir: Path, chunk: ChunkSettings, *, verify: bool = True) -> Store
         or len(sentence_first) != len(chunks) + 1
         or int(sentence_first[-1]) != len(sentence_vectors)
         or (other is not None and len(other) != len(chunks))
+        or (words is not None and len(words) != len(word_vectors))
     ):
         raise IndexDamaged(f"the index at {index_dir} is inconsistent - run: python -m index build")
-    return StoredIndex(gen, manifest, chunks, vectors, sentence_vectors, sentence_first, bm25, other)
+    return StoredIndex(
+        gen, manifest, chunks, vectors, sentence_vectors, sentence_first, bm25, other, words, word_vectors
+    )
 
 
 def _load_multilingual(gen: Path, manifest: dict, index_dir: Path) -> np.ndarray | None:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import rag
-from rag import batches, multilingual
+from rag import multilingual
+from rag.chunking import chunk_document
 from rag.config import ChunkSettings
 from rag.store import load
 from rag.types import Document
@@ -74,6 +75,18 @@ def test_chinese_names_are_matched_by_their_pinyin_and_latin_words_are_kept():
     assert "zhang" not in words  # single syllables are too often English words
 
 
+def test_a_question_is_rendered_in_the_documents_own_words():
+    words = ["bakery", "mayor", "presided", "volcano"]
+    vectors = multilingual.encode(words)
+    assert {"mayor", "presided"} <= set(
+        multilingual.nearest_words("谁主持了会议？市长是谁？", words, vectors)
+    )
+    assert multilingual.nearest_words("火山", words, vectors) == ["volcano"]
+    assert multilingual.nearest_words("火", words, vectors) == []  # one character alone is not looked up
+    assert "volcano" in multilingual.nearest_words("Wann brach der Vulkan aus?", words, vectors)
+    assert multilingual.nearest_words("2021", words, vectors) == []
+
+
 def test_names_that_must_be_in_the_documents():
     assert multilingual.latin_names("Chen Tingchen带领的代表团来自哪个CAS研究所？") == ["Chen Tingchen"]
     assert multilingual.latin_names("7月发布了什么？") == []  # "July" in English
@@ -130,22 +143,31 @@ def test_english_questions_still_take_the_reader(index):
 
 
 def test_an_index_without_multilingual_vectors_and_the_switch_between(tmp_path, tiny_docs, monkeypatch):
-    calls: list[int] = []
+    encoded: list[str] = []
     real = multilingual.encode
-    monkeypatch.setattr(batches.multilingual, "encode", lambda texts: calls.append(len(texts)) or real(texts))
+    monkeypatch.setattr(multilingual, "encode", lambda texts: encoded.extend(texts) or real(texts))
     folder = tmp_path / "index"
     english = rag.open_index(documents=tiny_docs, index_dir=folder, progress=False, multilingual=False)
-    assert not english.multilingual and calls == []
+    assert not english.multilingual and encoded == []
     assert load(folder, ChunkSettings()).manifest["multilingual"] is None
     # opening it again as ask() does keeps it as built
     assert not rag.open_index(documents=tiny_docs, index_dir=folder, progress=False).multilingual
+
+    def passages(docs):
+        return [c.embedding_text for d in docs for c in chunk_document(d)]
+
+    def words(docs):
+        return set().union(*(multilingual.vocabulary(t) for t in passages(docs)))
+
     both = rag.open_index(documents=tiny_docs, index_dir=folder, progress=False, multilingual=True)
-    assert both.multilingual and sum(calls) == both.num_passages  # switching rebuilds: every passage
+    assert both.multilingual  # switching rebuilds: every passage, and every word of them
+    assert sorted(encoded) == sorted(passages(tiny_docs) + list(words(tiny_docs)))
     record = load(folder, ChunkSettings()).manifest["multilingual"]
     assert record == {"model": multilingual.model_name(), "dimension": multilingual.DIMENSION}
-    calls.clear()
+    encoded.clear()
     grown = rag.open_index(documents=[*tiny_docs, PLANT], index_dir=folder, progress=False)
-    assert grown.multilingual and sum(calls) == grown.num_passages - both.num_passages  # only what is new
+    assert grown.multilingual  # only what is new: the plant's passages, and its words no other has
+    assert sorted(encoded) == sorted(passages([PLANT]) + list(words([PLANT]) - words(tiny_docs)))
 
 
 def test_an_index_built_by_another_multilingual_model_is_rebuilt(tmp_path, tiny_docs, monkeypatch, caplog):

@@ -135,6 +135,7 @@ def test_index_files_are_transparent_never_pickles(tmp_path, tiny_docs):
     gen = generation(tmp_path / "index").name
     names = ("manifest.json", "chunks.jsonl", "chunks.offsets.npy", "chunks.faiss")
     names += ("sentences.npy", "sentences.first.npy", "multilingual.npy")
+    names += ("multilingual.words.json", "multilingual.words.npy")
     assert {"CURRENT", "LOCK", "RAG-INDEX", *(f"{gen}/{n}" for n in names)} <= set(files)
     bm25 = {name for name in files if name.startswith(f"{gen}/bm25/")}
     assert set(files) == {"CURRENT", "LOCK", "RAG-INDEX", *(f"{gen}/{n}" for n in names), *bm25}
