@@ -5,8 +5,8 @@ quoted with its ``[1]`` mark under a line, in the question's language, that says
 
 1. Retrieve through the multilingual vectors (:meth:`rag.Index.search_multilingual`); a follow-up is also
    retrieved with the user's previous question in front of it, and each passage keeps its better match.
-2. Decline, in the question's language, when the question names in Latin letters or numbers something that
-   no document holds, or when no passage comes near it (:data:`MIN_SIMILARITY`).
+2. Decline, in the question's language, when the question names in Latin letters something that no
+   document holds, or when no passage comes near it (:data:`MIN_SIMILARITY`).
 3. Otherwise choose, among the sentences of the best READ passages, the one whose multilingual vector is
    nearest the question's, plus its passage's retrieval score, and quote it with the next best of its
    passage while the quote stays short.
@@ -23,7 +23,7 @@ from .question import last_turn
 from .retrieval import Index
 from .types import Answer
 
-# Under this cosine between the question and its best passage, nothing is near enough to answer from.
+# When no passage reaches this cosine with the question, nothing is near enough to answer from.
 # Set between questions of our own asked of the seeds (none from eval/qa-zh.jsonl): 12 about unrelated
 # subjects (cooking, football, weather; Chinese, Japanese, German) whose best passages scored 0.08-0.15,
 # and 6 about the articles' subjects, 0.17-0.41. Questions on the articles' own subjects that the
@@ -43,7 +43,7 @@ def answer_other(question: str, language: str, *, history: list[dict] | None, k:
     if unknown:
         reason = message(language, "never", names=name_listing(unknown))
         return Answer(True, related, reason=reason, language=language)
-    if hits[0].dense < MIN_SIMILARITY:
+    if max(h.dense for h in hits) < MIN_SIMILARITY:
         return Answer(True, related, reason=message(language, "related"), language=language)
     candidates = []  # (hit, passage, sentence start, sentence end), offsets in the passage
     for hit in hits[:READ]:

@@ -32,9 +32,6 @@ DENSE_WEIGHT = 0.5  # convex fusion: weight of the cosine; BM25 (normalised) get
 FUSIONS = ("convex", "rrf")
 RESCORE = 20  # fused hits re-scored by their best sentence
 SENTENCE_WEIGHT = 1.0  # weight of a passage's best sentence cosine in the second stage
-# multilingual search: weight of the lexical signal left across languages (BM25 of a question's Latin words,
-# numbers and pinyin, normalised) beside the cross-language cosine, which spans a narrower range
-CROSS_LEXICAL_WEIGHT = 0.1
 MAX_REPEATED = 0.5  # share of a passage already in better ones of its document beyond which it gives way
 
 
@@ -128,9 +125,10 @@ class Index:
     def search_multilingual(self, queries: list[str], *, k: int = 5) -> list[Hit]:
         """Passages for a question in another language than English: each passage's best cosine with
         the multilingual vectors of ``queries`` (the question; and for a follow-up, the question with
-        the one before it), plus :data:`CROSS_LEXICAL_WEIGHT` times BM25, normalised to the best, over
-        the words that still match across languages (:func:`rag.multilingual.lexical_query`) and the
-        documents' words nearest to the question's (:func:`rag.multilingual.nearest_words`)."""
+        the one before it), fused as an English question's cosine is (:data:`DENSE_WEIGHT`) with BM25,
+        normalised to the best, over the words that still match across languages
+        (:func:`rag.multilingual.lexical_query`) and the documents' words nearest to the question's
+        (:func:`rag.multilingual.nearest_words`)."""
         from . import multilingual
 
         vectors = self._stored.multilingual
@@ -141,9 +139,9 @@ class Index:
             self._word_vectors = np.asarray(self._stored.word_vectors, dtype=np.float32)
         words = multilingual.nearest_words(queries[0], self._stored.words, self._word_vectors)
         lexical = self._bm25_scores(" ".join([multilingual.lexical_query(queries[0]), *words]))
-        fused = dense.copy()
+        fused = DENSE_WEIGHT * dense
         if lexical is not None and lexical.max() > 0:
-            fused += CROSS_LEXICAL_WEIGHT * lexical / lexical.max()
+            fused += (1 - DENSE_WEIGHT) * lexical / lexical.max()
         depth = min(max(RESCORE, k), len(fused))
         best = np.argpartition(-fused, depth - 1)[:depth]
         ranked = self._distinct([int(i) for i in best[np.argsort(-fused[best], kind="stable")]], k)
