@@ -265,14 +265,16 @@ def test_upload_is_stored_under_the_index_and_cited_at_once(library, tmp_path):
 
 
 def test_the_page_indexes_uploads_with_progress_bars(library, tmp_path, monkeypatch):
+    import ui.library
+
     builds = []
-    build = library._build
+    real = ui.library.open_index
 
-    def recording(*, progress):
-        builds.append(progress)
-        return build(progress=progress)
+    def recording(**options):
+        builds.append(options["progress"])
+        return real(**options)
 
-    monkeypatch.setattr(library, "_build", recording)
+    monkeypatch.setattr(ui.library, "open_index", recording)
     add_documents([str(write(tmp_path, "a.md", "Alpha text."))], library)
     add_documents([str(write(tmp_path, "b.md", "Beta text."))], library, progress=True)
     assert builds == [False, True]
@@ -395,7 +397,7 @@ def client(url: str):
 def test_app_serves_chat_and_upload_endpoints_without_loading_anything(tmp_path):
     lib = Library(source=tmp_path / "nowhere", index_dir=tmp_path / "index")
     demo = create_app(lib)
-    assert lib._index is None and not (tmp_path / "index").exists()
+    assert not lib.loaded and not (tmp_path / "index").exists()
     fns = {f.api_name: f for f in demo.fns.values() if f.api_name}
     assert fns["chat"].concurrency_limit >= 8
     assert fns["upload"].concurrency_limit == 1

@@ -184,6 +184,11 @@ class Library:
         return self.index_dir / UPLOADS
 
     @property
+    def loaded(self) -> bool:
+        """Whether this library's index is open yet (it opens on first use)."""
+        return self._index is not None
+
+    @property
     def index(self) -> Index:
         """The current index, loading (or building) it on first use."""
         current = self._index
