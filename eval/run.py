@@ -311,7 +311,12 @@ class Withheld:
         self._source = source
 
     def search(self, query: str, *, k: int = 5, **options: Any) -> list[Any]:
-        hits = self._index.search(query, k=k + self.EXTRA, **options)
+        return self._without(self._index.search(query, k=k + self.EXTRA, **options), k)
+
+    def search_multilingual(self, queries: list[str], *, k: int = 5, **options: Any) -> list[Any]:
+        return self._without(self._index.search_multilingual(queries, k=k + self.EXTRA, **options), k)
+
+    def _without(self, hits: list[Any], k: int) -> list[Any]:
         return [h for h in hits if self._index.passages[h.row].doc_id != self._source][:k]
 
     def __getattr__(self, name: str) -> Any:

@@ -233,5 +233,11 @@ def test_eval_scores_one_language_of_a_question_set(tmp_path, tiny_source, monke
     report = tmp_path / "report.json"
     assert eval_main(["--data", str(data), "--lang", "zh", "--quiet", "--json", str(report)]) == 0
     assert [i["id"] for i in json.loads(report.read_text())["items"]] == ["a", "c"]
+    # asked as if its document were not indexed, a question in Chinese never gets it back either
+    assert (
+        eval_main(["--data", str(data), "--lang", "zh", "--withhold-gold", "--quiet", "--json", str(report)])
+        == 0
+    )
+    assert [i["gold_rank"] for i in json.loads(report.read_text())["items"]] == [None, None]
     assert eval_main(["--data", str(data), "--lang", "fr", "--quiet"]) == 2
     assert "no question" in capsys.readouterr().err
