@@ -50,8 +50,8 @@ def default_reader() -> Reader:
 def answer(
     question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader | None = None
 ) -> Answer:
-    language = multilingual.language(question)
-    if language != "en" and index.multilingual:
+    language = multilingual.language(question) if index.multilingual else "en"
+    if language != "en":
         from .crosslingual import answer_other
 
         return answer_other(question, language, history=history, k=k, index=index)

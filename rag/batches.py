@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,20 +131,12 @@ class Batches:
         np.save(self.dir / f"{name}.sentences.npy", sentences, allow_pickle=False)
         if other is not None:
             np.save(self.dir / f"{name}.multilingual.npy", other, allow_pickle=False)
-        docs, c0, s0 = [], 0, 0
+        docs, shares = [], []
         for sha, doc, cs in batch:
-            counts = [len(c.sentences) for c in cs]
             meta, records = doc_meta(doc), [record(c) for c in cs]
             docs.append({"id": doc.id, "sha256": sha, "meta": meta, "records": [r.decode() for r in records]})
-            self.done[doc.id, sha] = Done(
-                meta,
-                records,
-                vectors[c0 : c0 + len(cs)],
-                sentences[s0 : s0 + sum(counts)],
-                counts,
-                other[c0 : c0 + len(cs)] if other is not None else None,
-            )
-            c0, s0 = c0 + len(cs), s0 + sum(counts)
+            shares.append(((doc.id, sha), meta, records, [len(c.sentences) for c in cs]))
+        self.done.update(_split(shares, vectors, sentences, other))
         # the batch's description goes last, atomically: a batch without one never counts
         tmp = self.dir / f".{name}.json.tmp"
         tmp.write_text(json.dumps({"documents": docs}, ensure_ascii=False), encoding="utf-8")
@@ -157,21 +150,19 @@ class Batches:
         other = (
             np.load(self.dir / f"{name}.multilingual.npy", allow_pickle=False) if self.multilingual else None
         )
-        c0 = s0 = 0
+        shares = []
         for d in batch["documents"]:
             records = [r.encode("utf-8") for r in d["records"]]
             counts = [len(json.loads(r)["sentences"]) for r in records]
-            self.done[d["id"], d["sha256"]] = Done(
-                d["meta"],
-                records,
-                vectors[c0 : c0 + len(records)],
-                sentences[s0 : s0 + sum(counts)],
-                counts,
-                other[c0 : c0 + len(records)] if other is not None else None,
-            )
-            c0, s0 = c0 + len(records), s0 + sum(counts)
-        if c0 != len(vectors) or s0 != len(sentences) or (other is not None and len(other) != c0):
+            shares.append(((d["id"], d["sha256"]), d["meta"], records, counts))
+        passages = sum(len(records) for _, _, records, _ in shares)
+        if (
+            passages != len(vectors)
+            or sum(sum(counts) for *_, counts in shares) != len(sentences)
+            or (other is not None and len(other) != passages)
+        ):
             raise ValueError("the batch's vectors do not match its passages")
+        self.done.update(_split(shares, vectors, sentences, other))
 
     def _remove_batches(self) -> None:
         """Delete what builds wrote in ``build/`` - batches and their settings - and nothing else."""
@@ -183,6 +174,17 @@ class Batches:
         self._remove_batches()
         with contextlib.suppress(OSError):
             self.dir.rmdir()  # only when empty: a file we did not write stays
+
+
+def _split(shares: list[tuple], vectors, sentences, other) -> Iterator[tuple[tuple[str, str], Done]]:
+    """Each document's finished work, cut from a batch's arrays in batch order. ``shares``: per document
+    its (id, sha256), meta, records and sentences per passage."""
+    c0 = s0 = 0
+    for key, meta, records, counts in shares:
+        c1, s1 = c0 + len(records), s0 + sum(counts)
+        part = other[c0:c1] if other is not None else None
+        yield key, Done(meta, records, vectors[c0:c1], sentences[s0:s1], counts, part)
+        c0, s0 = c1, s1
 
 
 def doc_meta(doc: Document) -> dict:

@@ -35,7 +35,8 @@ MAX_WORDS = 50  # the quote's length, in words: it and a reply's first line stay
 def answer_other(question: str, language: str, *, history: list[dict] | None, k: int, index: Index) -> Answer:
     previous = last_turn(history, "user")
     queries = [question] + ([f"{previous} {question}"] if previous else [])
-    hits = index.search_multilingual(queries, k=k)
+    query_vectors = multilingual.encode(queries)
+    hits = index.search_multilingual(queries, k=k, query_vectors=query_vectors)
     if not hits:
         return Answer(True, language=language)
     related = [index.citation(h) for h in hits]
@@ -55,7 +56,7 @@ def answer_other(question: str, language: str, *, history: list[dict] | None, k:
     if not candidates:
         return Answer(True, related, reason=message(language, "related"), language=language)
     vectors = multilingual.encode([p.text[a:b] for _, p, a, b in candidates])
-    similarity = (vectors @ multilingual.encode(queries).T).max(axis=1)
+    similarity = (vectors @ query_vectors.T).max(axis=1)
     ranked = np.argsort(-(similarity + np.array([h.score for h, *_ in candidates])), kind="stable")
     # a piece of a sentence too long for one passage ("industry of Jilin Province.") is quoted only when
     # nothing whole is there

@@ -63,7 +63,7 @@ class Index:
         faiss.omp_set_num_threads(1)
         self._passages: Sequence[Passage] = stored.passages
         self._idf = Idf(stored.bm25, len(self._passages))
-        self._word_vectors: np.ndarray | None = None
+        self._cross: tuple[np.ndarray, np.ndarray] | None = None  # float32 passage and word vectors
 
     @classmethod
     def build(cls, source: Path | None = None, **options) -> Index:
@@ -122,22 +122,30 @@ class Index:
         """Whether the passages have multilingual vectors, so questions in other languages can be read."""
         return self._stored.multilingual is not None
 
-    def search_multilingual(self, queries: list[str], *, k: int = 5) -> list[Hit]:
+    def search_multilingual(
+        self, queries: list[str], *, k: int = 5, query_vectors: np.ndarray | None = None
+    ) -> list[Hit]:
         """Passages for a question in another language than English: each passage's best cosine with
         the multilingual vectors of ``queries`` (the question; and for a follow-up, the question with
         the one before it), fused as an English question's cosine is (:data:`DENSE_WEIGHT`) with BM25,
         normalised to the best, over the words that still match across languages
         (:func:`rag.multilingual.lexical_query`) and the documents' words nearest to the question's
-        (:func:`rag.multilingual.nearest_words`)."""
+        (:func:`rag.multilingual.nearest_words`). ``query_vectors``: those of ``queries``, when the caller
+        has them already."""
         from . import multilingual
 
-        vectors = self._stored.multilingual
-        if vectors is None or not len(vectors):
+        if self._stored.multilingual is None or not len(self._stored.multilingual):
             return []
-        dense = (np.asarray(vectors, dtype=np.float32) @ multilingual.encode(queries).T).max(axis=1)
-        if self._word_vectors is None:  # read once, on the first question in another language
-            self._word_vectors = np.asarray(self._stored.word_vectors, dtype=np.float32)
-        words = multilingual.nearest_words(queries[0], self._stored.words, self._word_vectors)
+        if self._cross is None:  # read once, on the first question in another language
+            self._cross = (
+                np.asarray(self._stored.multilingual, dtype=np.float32),
+                np.asarray(self._stored.word_vectors, dtype=np.float32),
+            )
+        passage_vectors, word_vectors = self._cross
+        if query_vectors is None:
+            query_vectors = multilingual.encode(queries)
+        dense = (passage_vectors @ query_vectors.T).max(axis=1)
+        words = multilingual.nearest_words(queries[0], self._stored.words, word_vectors)
         lexical = self._bm25_scores(" ".join([multilingual.lexical_query(queries[0]), *words]))
         fused = DENSE_WEIGHT * dense
         if lexical is not None and lexical.max() > 0:
