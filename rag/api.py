@@ -10,7 +10,7 @@ from pathlib import Path
 from . import multilingual
 from .answering import answer
 from .build import sync
-from .config import MAX_QUESTION_CHARS, SESSIONS, UPLOADS, ChunkSettings, get_settings
+from .config import MAX_QUESTION_CHARS, SESSIONS, UPLOADS, ChunkSettings, MilvusSettings, get_settings
 from .documents import SourceFile, read_source, scan_documents
 from .errors import InvalidQuestion, SourceNotFound
 from .retrieval import Index
@@ -33,6 +33,7 @@ def open_index(
     base: Index | None = None,
     strict: bool = False,
     multilingual: bool | None = None,
+    milvus: MilvusSettings | None = None,
 ) -> Index:
     """Load the index, building it when missing and updating it when documents changed.
 
@@ -47,6 +48,9 @@ def open_index(
 
     ``multilingual`` gives each passage a second vector for questions in other languages than English
     (:mod:`rag.multilingual`); None keeps what the index has, and a new index gets them.
+
+    ``milvus`` keeps the index in Milvus (:class:`rag.config.MilvusSettings`; ``pip install -e
+    ".[milvus]"``) instead of ``index_dir``, which then holds only a build's work in progress.
     """
     settings = get_settings()
     index_dir = Path(index_dir) if index_dir else settings.index_dir
@@ -64,6 +68,7 @@ def open_index(
         base=base._stored if base is not None else None,  # the same package's index
         strict=strict,
         multilingual=multilingual,
+        milvus=milvus,
     )
     if not stored.documents:
         raise SourceNotFound(f"none of the {len(documents)} documents could be read (see the warnings)")
@@ -85,11 +90,13 @@ def corpus(source: Path, index_dir: Path) -> list[SourceFile]:
 
 
 def default_index() -> Index:
-    """The index of the configured folder, opened once per process."""
+    """The index of the configured folder, opened once per process: built or updated to match it, or,
+    with ``RAG_INDEX_URI``, the index in Milvus as its last build left it (many processes may read one
+    index there; only ``python -m index build`` writes it)."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = open_index()
+            _default = Index.open() if get_settings().milvus is not None else open_index()
         return _default
 
 

@@ -19,13 +19,15 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from .backend import Store
 from .batches import Batches
-from .config import INDEX_MARK, SESSIONS, UPLOADS, ChunkSettings
+from .config import INDEX_MARK, SESSIONS, UPLOADS, ChunkSettings, MilvusSettings
 from .documents import SourceFile
 from .errors import (
     IndexDamaged,
     IndexMismatch,
     IndexNotFound,
+    IndexUnavailable,
     IndexUpdateFailed,
     NotAnIndex,
 )
@@ -46,7 +48,8 @@ def sync(
     base: StoredIndex | None = None,
     strict: bool = True,
     multilingual: bool | None = None,
-) -> StoredIndex:
+    milvus: MilvusSettings | None = None,
+) -> Store:
     """Make the index at ``index_dir`` match ``items``, embedding only new or changed documents.
 
     ``items`` are documents, or files (read with ``read(file) -> Document``, which raises
@@ -63,14 +66,18 @@ def sync(
     ``multilingual``: whether passages get a second, multilingual vector (:mod:`rag.multilingual`) for
     questions in other languages. None keeps what the index has (a new index gets them); a change
     rebuilds the index.
+
+    ``milvus``: keep the index in Milvus (:mod:`rag.milvus`) instead of ``index_dir``, which then holds
+    only the build's work in progress and its lock.
     """
     index_dir = Path(index_dir)
+    target = Folder(index_dir) if milvus is None else _milvus_target(milvus, index_dir)
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("document ids must be unique")
-    old = _try_load(index_dir, chunk, multilingual)
-    want = multilingual if multilingual is not None else (old is None or old.multilingual is not None)
-    if base is not None and (base.multilingual is not None) != want:
+    old = _try_load(target, chunk, multilingual)
+    want = multilingual if multilingual is not None else (old is None or old.has_multilingual)
+    if base is not None and base.has_multilingual != want:
         base = None  # nothing to copy from an index built the other way
     plan = _plan(items, old) if old is not None else None
     if old is not None and _current(old, plan):
@@ -78,41 +85,85 @@ def sync(
     try:
         _claim(index_dir)
         with _lock(index_dir, wait=strict or old is None):
-            if _generation(index_dir) != (old.path.name if old is not None else None):
+            if target.current() != (target.name_of(old) if old is not None else None):
                 # another build finished while this one waited: plan against what it wrote
-                old = _try_load(index_dir, chunk, want, quiet=True)
+                old = _try_load(target, chunk, want, quiet=True)
                 plan = _plan(items, old) if old is not None else None
                 if old is not None and _current(old, plan):
                     return old
             return _update(
-                items, index_dir, chunk, old, plan, base, read=read, progress=progress, multilingual=want
+                items, target, chunk, old, plan, base, read=read, progress=progress, multilingual=want
             )
     except _Busy:
         log.warning("another build is updating %s; answering from the index in use meanwhile", index_dir)
         return old
-    except OSError as e:
-        problem = _write_problem(index_dir, e)
+    except (OSError, _MilvusError) as e:
+        problem = _write_problem(index_dir, e) if isinstance(e, OSError) else target.problem(e)
         if strict or old is None:
             raise IndexUpdateFailed(f"{problem} - the index in use, if any, is unchanged") from e
         log.warning("%s; answering from the index in use, which misses the latest changes", problem)
         return old
 
 
-def _generation(index_dir: Path) -> str | None:
-    """The name of the generation in use, as ``CURRENT`` says now; None when there is none."""
-    try:
-        return (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
-    except (OSError, ValueError):
-        return None
+class Folder:
+    """Where a build writes, and readers open, an index of local files (:mod:`rag.store`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.work_dir = path  # build/ and LOCK
+
+    def current(self) -> str | None:
+        """The name of the generation in use, as ``CURRENT`` says now; None when there is none."""
+        try:
+            return (self.path / "CURRENT").read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def name_of(index: StoredIndex) -> str:
+        return index.path.name
+
+    def load(self, chunk: ChunkSettings, *, verify: bool = True) -> StoredIndex:
+        return load(self.path, chunk, verify=verify)
+
+    def write(self, chunk, plan, old, work, *, skipped, progress) -> None:
+        write_generation(self.path, chunk, plan, old, work, skipped=skipped, progress=progress)
+
+    @staticmethod
+    def restamp(old: StoredIndex) -> None:
+        tmp = old.path / ".manifest.json.tmp"
+        try:
+            tmp.write_text(json.dumps(old.manifest, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, old.path / "manifest.json")
+        except OSError as e:
+            log.debug("could not update %s: %s", old.path / "manifest.json", e)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _milvus_target(settings: MilvusSettings, work_dir: Path):
+    from .milvus import MilvusTarget
+
+    return MilvusTarget(settings, work_dir)
+
+
+try:
+    from pymilvus import MilvusException as _MilvusError
+except ImportError:  # the milvus extra is not installed: no Milvus error can occur
+
+    class _MilvusError(Exception):  # type: ignore[no-redef]
+        pass
 
 
 def _try_load(
-    index_dir: Path, chunk: ChunkSettings, multilingual: bool | None, *, quiet: bool = False
-) -> StoredIndex | None:
+    target, chunk: ChunkSettings, multilingual: bool | None, *, quiet: bool = False
+) -> Store | None:
     """The index in use, or None when there is none or it must be rebuilt (saying why): built with
     other settings, damaged, or with(out) the multilingual vectors asked for (None: as it was built)."""
     try:
-        old = load(index_dir, chunk)
+        old = target.load(chunk)
+    except IndexUnavailable:
+        raise
     except (IndexMismatch, IndexDamaged) as e:
         if not quiet:
             log.warning("%s; rebuilding it from the documents", str(e).split(" - ")[0])
@@ -121,17 +172,17 @@ def _try_load(
         return None
     if multilingual is None and "multilingual" not in old.manifest:
         multilingual = True  # built before indexes had them: a new index has them
-    if multilingual is not None and (old.multilingual is not None) != multilingual:
+    if multilingual is not None and old.has_multilingual != multilingual:
         if not quiet:
             has = "has no" if multilingual else "has"
             log.warning(
-                "the index at %s %s multilingual vectors; rebuilding it from the documents", index_dir, has
+                "the index at %s %s multilingual vectors; rebuilding it from the documents", old.location, has
             )
         return None
     return old
 
 
-def _current(old: StoredIndex, plan: list[Planned]) -> bool:
+def _current(old: Store, plan: list[Planned]) -> bool:
     """Whether ``old`` holds exactly the planned items, unchanged, and knows the ones it skipped as
     unreadable. Touched but unchanged files get their new size and mtime recorded (when the index is
     writable), so the next start does not hash them again."""
@@ -139,13 +190,13 @@ def _current(old: StoredIndex, plan: list[Planned]) -> bool:
     if any(not (p.same or p.known_bad) for p in plan) or len(have) != sum(p.same for p in plan):
         return False
     if any(p.stamp and p.stamp != {k: have[p.id].get(k) for k in STAMP} for p in plan if p.same):
-        _restamp(old, plan)
+        _restamp(target_of(old), old, plan)
     return True
 
 
 def _update(
-    items, index_dir: Path, chunk: ChunkSettings, old, plan, base, *, read, progress: bool, multilingual: bool
-) -> StoredIndex:
+    items, target, chunk: ChunkSettings, old, plan, base, *, read, progress: bool, multilingual: bool
+) -> Store:
     """Embed what changed and write a new generation; under the directory's lock. ``plan`` is
     :func:`_plan` against ``old``; without an old index, documents are planned against ``base``."""
     copy_from = old if old is not None else base
@@ -153,7 +204,7 @@ def _update(
         plan = _plan(items, base)
     have = copy_from.manifest["documents"] if copy_from is not None else {}
     skipped = copy_from.manifest.get("skipped", {}) if copy_from is not None else {}
-    work = Batches(index_dir, chunk, multilingual=multilingual)
+    work = Batches(target.work_dir, chunk, multilingual=multilingual)
     todo = [(item, p.sha) for item, p in zip(items, plan, strict=True) if not (p.same or p.known_bad)]
     todo = [(item, sha) for item, sha in todo if (item.id, sha) not in work.done]
     log.info(
@@ -170,16 +221,16 @@ def _update(
         skipped = {p.id: skipped[p.id] for p in plan if p.known_bad} | bad
         nothing_new = all(p.same or p.known_bad or p.id in bad for p in plan)
         if old is not None and nothing_new and len(have) == sum(p.same for p in plan):
-            _restamp(old, plan, skipped=skipped)  # only newly unreadable files: nothing to re-write
+            _restamp(target, old, plan, skipped=skipped)  # only newly unreadable files: nothing to re-write
             work.clear()
             return old
-        write_generation(index_dir, chunk, plan, copy_from, work, skipped=skipped, progress=progress)
+        target.write(chunk, plan, copy_from, work, skipped=skipped, progress=progress)
     except OSError as e:
         if _disk_full(e):
             work.clear()  # its batches would keep the disk full; the next build starts over
         raise
     work.clear()
-    return load(index_dir, chunk, verify=False)
+    return target.load(chunk, verify=False)
 
 
 def _disk_full(e: OSError) -> bool:
@@ -201,7 +252,7 @@ def _write_problem(index_dir: Path, e: OSError) -> str:
 STAMP = ("size", "mtime_ns")
 
 
-def _plan(items, index: StoredIndex | None) -> list[Planned]:
+def _plan(items, index: Store | None) -> list[Planned]:
     """What to do with each item, given the index it would be copied from (None: embed everything)."""
     have = index.manifest["documents"] if index is not None else {}
     skipped = index.manifest.get("skipped", {}) if index is not None else {}
@@ -228,7 +279,7 @@ def _plan(items, index: StoredIndex | None) -> list[Planned]:
     return out
 
 
-def _restamp(old: StoredIndex, plan: list[Planned], *, skipped: dict | None = None) -> None:
+def _restamp(target, old: Store, plan: list[Planned], *, skipped: dict | None = None) -> None:
     """Record new sizes/mtimes of unchanged files (and files newly found unreadable) in the manifest in
     use, so the next start neither hashes nor reads them again. Best effort: a read-only index stays as
     it is, and only costs that work again next time."""
@@ -237,14 +288,15 @@ def _restamp(old: StoredIndex, plan: list[Planned], *, skipped: dict | None = No
             old.manifest["documents"][doc_id].update(stamp)
     if skipped is not None:
         old.manifest["skipped"] = skipped
-    tmp = old.path / ".manifest.json.tmp"
-    try:
-        tmp.write_text(json.dumps(old.manifest, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, old.path / "manifest.json")
-    except OSError as e:
-        log.debug("could not update %s: %s", old.path / "manifest.json", e)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    target.restamp(old)
+
+
+def target_of(old: Store):
+    if isinstance(old, StoredIndex):
+        return Folder(old.path.parent)
+    from .milvus import MilvusTarget
+
+    return MilvusTarget(old.settings)
 
 
 class _Busy(Exception):

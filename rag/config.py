@@ -7,6 +7,7 @@ Everything below this module takes plain arguments; only the public entry points
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,17 +34,58 @@ class ChunkSettings:
 
 
 @dataclass(frozen=True)
+class MilvusSettings:
+    """An index kept in Milvus (:mod:`rag.milvus`) instead of local files.
+
+    ``uri``: a file path for Milvus Lite (embedded, one process), or ``http://host:19530`` for a Milvus
+    server or cluster. ``collection`` names the index: an alias that points at the collection of the
+    build in use. ``token`` (``user:password`` or an API key) and ``database`` are a server's.
+    """
+
+    uri: str
+    collection: str = "rag"
+    token: str = field(default="", repr=False)  # kept out of logs and tracebacks
+    database: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.uri.strip():
+            raise ValueError("the Milvus URI is empty: give a file path (Milvus Lite) or http://host:19530")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", self.collection):
+            raise ValueError(
+                f"the Milvus collection name {self.collection!r} must be letters, digits and underscores, "
+                "starting with a letter or underscore (at most 100 characters)"
+            )
+
+    @property
+    def lite(self) -> bool:
+        """Whether this is Milvus Lite: a local file, not a server."""
+        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
+@dataclass(frozen=True)
 class Settings:
     source_dir: Path
     index_dir: Path
     chunk: ChunkSettings = ChunkSettings()
+    milvus: MilvusSettings | None = None  # where the index lives, when not in index_dir
 
 
 def get_settings() -> Settings:
-    """Read ``RAG_SOURCE_DIR`` and ``RAG_INDEX_DIR`` (defaults: ``seeds/`` and ``index/data``)."""
+    """Read ``RAG_SOURCE_DIR`` and ``RAG_INDEX_DIR`` (defaults: ``seeds/`` and ``index/data``), and for an
+    index kept in Milvus ``RAG_INDEX_URI``, ``RAG_INDEX_COLLECTION`` (default ``rag``),
+    ``RAG_INDEX_TOKEN`` and ``RAG_INDEX_DATABASE``."""
     source = os.environ.get("RAG_SOURCE_DIR") or PROJECT_ROOT / "seeds"
     index = os.environ.get("RAG_INDEX_DIR") or PROJECT_ROOT / "index" / "data"
-    return Settings(source_dir=Path(source).expanduser(), index_dir=Path(index).expanduser())
+    uri = os.environ.get("RAG_INDEX_URI", "").strip()
+    milvus = None
+    if uri:
+        milvus = MilvusSettings(
+            uri=uri,
+            collection=os.environ.get("RAG_INDEX_COLLECTION", "").strip() or "rag",
+            token=os.environ.get("RAG_INDEX_TOKEN", ""),
+            database=os.environ.get("RAG_INDEX_DATABASE", "").strip(),
+        )
+    return Settings(source_dir=Path(source).expanduser(), index_dir=Path(index).expanduser(), milvus=milvus)
 
 
 def cache_dir() -> Path:

@@ -34,6 +34,10 @@ class IndexDamaged(IndexNotFound):
     """A file of the index does not match the checksum its manifest recorded; the message names it."""
 
 
+class IndexUnavailable(IndexNotFound):
+    """The index's server (Milvus) could not be reached, or its client is not installed."""
+
+
 class NotAnIndex(RagError):
     """The folder given for an index holds other files: an index is never written among them."""
 

@@ -10,17 +10,19 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from . import multilingual
+from .backend import Store
 from .batches import Batches
 from .config import ChunkSettings
 from .embedding import DIMENSION
 from .nlp import terms
-from .store import GENERATION, StoredIndex, expected_settings, passage_from_record
+from .store import GENERATION, expected_settings, passage_from_record
 
 log = logging.getLogger("rag")
 
@@ -54,7 +56,7 @@ def write_generation(
     index_dir: Path,
     chunk: ChunkSettings,
     plan: list[Planned],
-    old: StoredIndex | None,
+    old: Store | None,
     work: Batches,
     *,
     skipped: dict[str, dict],
@@ -79,28 +81,14 @@ def write_generation(
         n = 0
         bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
         with (tmp / "chunks.jsonl").open("wb") as out:
-            for doc_id, sha, same, stamp, _ in bar:
-                if same:
-                    meta = old.manifest["documents"][doc_id]
-                    rows = old.document_passages(doc_id)
-                    records = [old.passages.raw(i) for i in rows]
-                    if len(rows):
-                        vectors.append(old.vectors.reconstruct_n(rows.start, len(rows)))
-                        a, b = old.sentence_first[rows.start], old.sentence_first[rows.stop]
-                        sentences.append(np.asarray(old.sentence_vectors[a:b]))
-                        if work.multilingual:
-                            others.append(np.asarray(old.multilingual[rows.start : rows.stop]))
-                    counts = [len(old.sentence_rows(i)) for i in rows]
-                    info = {k: meta.get(k) for k in ("title", "date", "pages")}
-                elif (doc_id, sha) in work.done:
-                    done = work.done[doc_id, sha]
-                    records, counts, info = done.records, done.counts, done.meta
-                    vectors.append(done.vectors)
-                    sentences.append(done.sentences)
-                    if work.multilingual:
-                        others.append(done.multilingual)
-                else:
-                    continue  # unreadable: the reader said why
+            for doc in gather(bar, old, work):
+                records, counts = doc.records, [len(x) for x in doc.sentences]
+                vectors.append(doc.vectors)
+                sentences.append(
+                    np.concatenate(doc.sentences) if doc.sentences else np.zeros((0, DIMENSION), np.float16)
+                )
+                if doc.multilingual is not None:
+                    others.append(doc.multilingual)
                 for rec, count in zip(records, counts, strict=True):
                     out.write(rec)
                     offsets.append(offsets[-1] + len(rec))
@@ -109,13 +97,7 @@ def write_generation(
                     tokens.append(terms(text))
                     if work.multilingual:
                         vocabulary |= multilingual.vocabulary(text)
-                documents[doc_id] = {
-                    "sha256": sha,
-                    **(stamp or {}),
-                    **info,
-                    "first": n,
-                    "chunks": len(records),
-                }
+                documents[doc.id] = doc.manifest_record(first=n)
                 n += len(records)
         np.save(tmp / "chunks.offsets.npy", np.asarray(offsets, dtype=np.int64), allow_pickle=False)
         np.save(tmp / "sentences.first.npy", np.asarray(first, dtype=np.int64), allow_pickle=False)
@@ -145,19 +127,8 @@ def write_generation(
         if tokens:
             _save_bm25(tokens, tmp / "bm25")
         manifest = {
-            **expected_settings(chunk),
+            **new_manifest(chunk, documents, skipped, work.multilingual, n, int(first[-1])),
             "vector_index": vector_index,
-            "multilingual": (
-                {"model": multilingual.model_name(), "dimension": multilingual.DIMENSION}
-                if work.multilingual
-                else None
-            ),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "num_documents": len(documents),
-            "num_chunks": n,
-            "num_sentences": int(first[-1]),
-            "documents": documents,
-            "skipped": skipped,
             "files": _checksums(tmp),
         }
         # the manifest goes last: a generation with a manifest is complete
@@ -173,18 +144,98 @@ def write_generation(
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _save_words(gen: Path, words: list[str], old: StoredIndex | None) -> None:
-    """The vocabulary's words and their multilingual vectors (float16), those of ``old`` reused."""
-    known = {}
-    if old is not None and old.words is not None:
-        known = {w: i for i, w in enumerate(old.words)}
+def new_manifest(
+    chunk: ChunkSettings,
+    documents: dict,
+    skipped: dict,
+    with_multilingual: bool,
+    passages: int,
+    sentences: int,
+) -> dict:
+    """The manifest of a new generation, as every backend records it (rag.store describes the fields)."""
+    return {
+        **expected_settings(chunk),
+        "multilingual": (
+            {"model": multilingual.model_name(), "dimension": multilingual.DIMENSION}
+            if with_multilingual
+            else None
+        ),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "num_documents": len(documents),
+        "num_chunks": passages,
+        "num_sentences": sentences,
+        "documents": documents,
+        "skipped": skipped,
+    }
+
+
+class Gathered(NamedTuple):
+    """One document of a new generation, as copied from the old index or embedded by this build."""
+
+    id: str
+    sha: str
+    stamp: dict | None
+    info: dict  # title, date, pages
+    records: list[bytes]  # chunks.jsonl lines
+    vectors: np.ndarray  # passages x DIMENSION
+    sentences: list[np.ndarray]  # per passage, its sentences' vectors (float16)
+    multilingual: np.ndarray | None  # passages x multilingual.DIMENSION (float16), when built
+
+    def manifest_record(self, *, first: int) -> dict:
+        return {
+            "sha256": self.sha,
+            **(self.stamp or {}),
+            **self.info,
+            "first": first,
+            "chunks": len(self.records),
+        }
+
+
+def gather(plan, old: Store | None, work: Batches) -> Iterator[Gathered]:
+    """The documents of ``plan`` in order: unchanged ones copied from ``old``, the rest from ``work``'s
+    finished batches; a file that could not be read is left out (the reader said why)."""
+    for doc_id, sha, same, stamp, _ in plan:
+        if same:
+            meta = old.manifest["documents"][doc_id]
+            records, vecs, sents, other = copy_document(
+                old, old.document_passages(doc_id), multilingual=work.multilingual
+            )
+            info = {k: meta.get(k) for k in ("title", "date", "pages")}
+            yield Gathered(doc_id, sha, stamp, info, records, vecs, sents, other)
+        elif (doc_id, sha) in work.done:
+            done = work.done[doc_id, sha]
+            cuts = np.cumsum(done.counts)[:-1] if done.counts else []
+            sents = np.split(done.sentences, cuts) if done.counts else []
+            yield Gathered(
+                doc_id, sha, stamp, done.meta, done.records, done.vectors, sents, done.multilingual
+            )
+
+
+def copy_document(old: Store, rows: range, *, multilingual: bool) -> tuple:
+    """What a build copies of one unchanged document from the index ``old``: its records, passage vectors,
+    each passage's sentence vectors (float16) and, with ``multilingual``, its multilingual vectors."""
+    records = [old.passages.raw(i) for i in rows]
+    vectors = old.passage_vectors(list(rows))
+    sentences = [np.asarray(s, dtype=np.float16) for s in old.passage_sentences(list(rows))]
+    other = old.multilingual_vectors(list(rows)).astype(np.float16) if multilingual and len(rows) else None
+    return records, vectors, sentences, other
+
+
+def word_vectors(words: list[str], old: Store | None) -> np.ndarray:
+    """The multilingual vectors of ``words`` (float16), those ``old`` holds reused, the rest encoded."""
+    known = old.known_word_vectors(words) if old is not None and old.has_multilingual else {}
     new = [w for w in words if w not in known]
     if new:
         log.info("encoding %d new words for questions in other languages", len(new))
     fresh = dict(zip(new, multilingual.encode(new).astype(np.float16), strict=True))
     vectors = np.zeros((len(words), multilingual.DIMENSION), np.float16)
     for i, w in enumerate(words):
-        vectors[i] = fresh[w] if w in fresh else old.word_vectors[known[w]]
+        vectors[i] = fresh[w] if w in fresh else known[w]
+    return vectors
+
+
+def _save_words(gen: Path, words: list[str], old: Store | None) -> None:
+    vectors = word_vectors(words, old)
     np.save(gen / "multilingual.words.npy", vectors, allow_pickle=False)
     (gen / "multilingual.words.json").write_text(json.dumps(words), encoding="utf-8")
 

@@ -126,16 +126,30 @@ def vocabulary(text: str) -> set[str]:
 
 def nearest_words(question: str, words: Sequence[str], vectors: np.ndarray) -> list[str]:
     """A word-by-word rendering of ``question`` in the documents' own words: each run of two to four
-    Chinese or Japanese characters, and each other word, is replaced by the vocabulary word whose
-    multilingual vector is nearest to its own, when that is near enough (``MIN_WORD_SIMILARITY``).
-    "主持" -> "presided", "市长" -> "mayor". ``vectors`` (float32) holds one row per word of ``words``."""
+    Chinese or Japanese characters, and each other word (:func:`word_pieces`), is replaced by the
+    vocabulary word whose multilingual vector is nearest to its own, when that is near enough
+    (``MIN_WORD_SIMILARITY``). "主持" -> "presided", "市长" -> "mayor". ``vectors`` (float32) holds one row
+    per word of ``words``."""
+    pieces = word_pieces(question)
+    if not pieces or not len(words):
+        return []
+    return nearest(encode(pieces), words, vectors)
+
+
+def word_pieces(question: str) -> list[str]:
+    """What :func:`nearest_words` looks up: runs of two to four Chinese or Japanese characters, and the
+    other words of two letters or more."""
     pieces = []
     for run in _CJK_OR_KANA.findall(question):
         pieces += [run[i : i + n] for n in _GRAM_SIZES for i in range(len(run) - n + 1)]
-    pieces += [w for w in re.findall(r"[^\W\d_]+", _CJK_OR_KANA.sub(" ", question)) if len(w) > 1]
-    if not pieces or not len(words):
+    return pieces + [w for w in re.findall(r"[^\W\d_]+", _CJK_OR_KANA.sub(" ", question)) if len(w) > 1]
+
+
+def nearest(pieces: np.ndarray, words: Sequence[str], vectors: np.ndarray) -> list[str]:
+    """The words of ``words`` nearest to each row of ``pieces``, where near enough, sorted."""
+    if not len(pieces) or not len(words):
         return []
-    similarity = encode(pieces) @ vectors.T
+    similarity = pieces @ vectors.T
     best, near = similarity.argmax(axis=1), similarity.max(axis=1) >= MIN_WORD_SIMILARITY
     return sorted({words[int(b)] for b, ok in zip(best, near, strict=True) if ok})
 

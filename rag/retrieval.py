@@ -13,17 +13,17 @@ sentence vectors come free with the index (see :func:`rag.embedding.encode_passa
 from __future__ import annotations
 
 import bisect
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .backend import Store
 from .chunking import Passage
 from .embedding import embed_query
 from .nlp import terms
-from .store import DocumentInfo, StoredIndex
+from .store import DocumentInfo
 from .types import Citation
 
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the head of each ranking
@@ -51,19 +51,12 @@ class Index:
     needs them, so the first answer after start is fast at any index size.
     """
 
-    def __init__(self, stored: StoredIndex, *, fusion: str = "convex"):
+    def __init__(self, stored: Store, *, fusion: str = "convex"):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
         self.fusion = fusion
         self._stored = stored
-        import faiss
-
-        # One question at a time: a single thread. With two, OpenMP's hand-off costs more than it saves
-        # (one exact query over 100,000 vectors: 18 ms on one thread, 70 ms on two, on this 2-core CPU).
-        faiss.omp_set_num_threads(1)
         self._passages: Sequence[Passage] = stored.passages
-        self._idf = Idf(stored.bm25, len(self._passages))
-        self._cross: tuple[np.ndarray, np.ndarray] | None = None  # float32 passage and word vectors
 
     @classmethod
     def build(cls, source: Path | None = None, **options) -> Index:
@@ -76,16 +69,25 @@ class Index:
         return open_index(source=source, strict=True, **options)
 
     @classmethod
-    def open(cls, index_dir: Path | None = None, *, fusion: str = "convex", chunking=None) -> Index:
-        """The index built at ``index_dir`` (default ``RAG_INDEX_DIR``), as it is: nothing is read from the
+    def open(
+        cls, index_dir: Path | None = None, *, fusion: str = "convex", chunking=None, milvus=None
+    ) -> Index:
+        """The index built at ``index_dir`` (default ``RAG_INDEX_DIR``), or in Milvus (``milvus``: a
+        :class:`rag.config.MilvusSettings`; default ``RAG_INDEX_URI``), as it is: nothing is read from the
         documents and nothing is written. Raises :class:`rag.IndexNotFound` when there is none, and
         :class:`rag.IndexMismatch` or :class:`rag.IndexDamaged` when it must be rebuilt."""
         from .config import get_settings
         from .store import load
 
         settings = get_settings()
+        chunk = chunking or settings.chunk
+        milvus = milvus if milvus is not None else (settings.milvus if index_dir is None else None)
+        if milvus is not None:
+            from .milvus import MilvusTarget
+
+            return cls(MilvusTarget(milvus).load(chunk), fusion=fusion)
         folder = Path(index_dir) if index_dir is not None else settings.index_dir
-        return cls(load(folder, chunking or settings.chunk), fusion=fusion)
+        return cls(load(folder, chunk), fusion=fusion)
 
     def ask(self, question: str, *, history: list[dict] | None = None, k: int = 5):
         """:func:`rag.ask` over this index."""
@@ -120,7 +122,7 @@ class Index:
     @property
     def multilingual(self) -> bool:
         """Whether the passages have multilingual vectors, so questions in other languages can be read."""
-        return self._stored.multilingual is not None
+        return self._stored.has_multilingual
 
     def search_multilingual(
         self, queries: list[str], *, k: int = 5, query_vectors: np.ndarray | None = None
@@ -134,31 +136,31 @@ class Index:
         has them already."""
         from . import multilingual
 
-        if self._stored.multilingual is None or not len(self._stored.multilingual):
+        store = self._stored
+        if not store.has_multilingual or not len(self._passages):
             return []
-        if self._cross is None:  # read once, on the first question in another language
-            self._cross = (
-                np.asarray(self._stored.multilingual, dtype=np.float32),
-                np.asarray(self._stored.word_vectors, dtype=np.float32),
-            )
-        passage_vectors, word_vectors = self._cross
         if query_vectors is None:
             query_vectors = multilingual.encode(queries)
-        dense = (passage_vectors @ query_vectors.T).max(axis=1)
-        words = multilingual.nearest_words(queries[0], self._stored.words, word_vectors)
-        lexical = self._bm25_scores(" ".join([multilingual.lexical_query(queries[0]), *words]))
-        fused = DENSE_WEIGHT * dense
-        if lexical is not None and lexical.max() > 0:
-            fused += (1 - DENSE_WEIGHT) * lexical / lexical.max()
-        depth = min(max(RESCORE, k), len(fused))
-        best = np.argpartition(-fused, depth - 1)[:depth]
-        ranked = self._distinct([int(i) for i in best[np.argsort(-fused[best], kind="stable")]], k)
-        lex = lexical if lexical is not None else np.zeros(len(fused))
-        return [Hit(i, float(fused[i]), float(dense[i]), float(lex[i])) for i in ranked]
+        depth = min(max(CANDIDATES, RESCORE, 4 * k), len(self._passages))
+        dense = dict(store.multilingual_dense(query_vectors, depth))
+        pieces = multilingual.word_pieces(queries[0])
+        words = store.nearest_words(multilingual.encode(pieces)) if pieces else []
+        toks = terms(" ".join([multilingual.lexical_query(queries[0]), *words]))
+        lex_top = store.lexical(toks, depth)
+        lexical = dict(lex_top)
+        only_lexical = [i for i in lexical if i not in dense]
+        if only_lexical:
+            sims = (store.multilingual_vectors(only_lexical) @ query_vectors.T).max(axis=1)
+            dense.update(zip(only_lexical, sims.tolist(), strict=True))
+        self._fill_lexical(lexical, toks, list(dense))
+        top = lex_top[0][1] if lex_top else 1.0
+        fused = {i: DENSE_WEIGHT * dense[i] + (1 - DENSE_WEIGHT) * lexical[i] / top for i in dense}
+        ranked = self._distinct(sorted(fused, key=lambda i: (-fused[i], i))[: max(RESCORE, k)], k)
+        return [Hit(i, fused[i], dense[i], lexical[i]) for i in ranked]
 
     def knows(self, word: str) -> bool:
         """Whether every search term of ``word`` is in some passage (a name no document holds is not)."""
-        return all(t in self._idf for t in terms(word))
+        return all(self._stored.document_frequency(t) > 0 for t in terms(word))
 
     def search(self, query: str, *, k: int = 5, query_vector: np.ndarray | None = None) -> list[Hit]:
         if not self._passages:
@@ -166,32 +168,31 @@ class Index:
         depth = min(max(CANDIDATES, 4 * k), len(self._passages))
         if query_vector is None:
             query_vector = embed_query(query)
-        dense_scores, dense_ids = self._stored.vectors.search(query_vector.reshape(1, -1), depth)
-        dense = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0], strict=True) if i >= 0}
-        lexical = self._bm25_scores(query)
-        lex_ids = _top(lexical, depth) if lexical is not None else []
+        store = self._stored
+        dense = dict(store.dense(query_vector, depth))
+        toks = terms(query)
+        lex_top = store.lexical(toks, depth)
+        lexical = dict(lex_top)
         if self.fusion == "rrf":
             fused: dict[int, float] = {}
-            for ranking in (list(dense), lex_ids):
+            for ranking in (list(dense), list(lexical)):
                 for rank, i in enumerate(ranking):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
         else:
-            self._fill_dense(dense, [i for i in lex_ids if i not in dense], query_vector)
-            top = float(lexical[lex_ids[0]]) if lex_ids else 1.0
-            fused = {
-                i: DENSE_WEIGHT * dense[i]
-                + (1 - DENSE_WEIGHT) * (float(lexical[i]) / top if lexical is not None else 0.0)
-                for i in dense
-            }
+            self._fill_dense(dense, [i for i in lexical if i not in dense], query_vector)
+            self._fill_lexical(lexical, toks, list(dense))
+            top = lex_top[0][1] if lex_top else 1.0
+            fused = {i: DENSE_WEIGHT * dense[i] + (1 - DENSE_WEIGHT) * lexical[i] / top for i in dense}
         best = sorted(fused, key=lambda i: -fused[i])[: max(RESCORE, k)]
-        # a lexical-only hit is scored densely too, so every hit carries both signals
+        # a hit from one ranking is scored by the other too, so every hit carries both signals
         self._fill_dense(dense, [i for i in best if i not in dense], query_vector)
+        self._fill_lexical(lexical, toks, best)
         # second stage: a passage that holds one sentence matching the question closely beats one that
         # matches it loosely all over (the passage vector averages its sentences away)
         for i, sim in zip(best, self._best_sentence(best, query_vector), strict=True):
             fused[i] += SENTENCE_WEIGHT * sim
         best = self._distinct(sorted(best, key=lambda i: -fused[i]), k)
-        return [Hit(i, fused[i], dense[i], float(lexical[i]) if lexical is not None else 0.0) for i in best]
+        return [Hit(i, fused[i], dense[i], lexical[i]) for i in best]
 
     def _distinct(self, ranked: list[int], k: int) -> list[int]:
         """The first ``k`` of ``ranked``, passing over a passage whose text is mostly in better ones of its
@@ -213,28 +214,20 @@ class Index:
 
     def _best_sentence(self, ids: list[int], query_vector: np.ndarray) -> list[float]:
         """Each passage's highest sentence cosine with the query."""
-        spans = [self._stored.sentence_rows(i) for i in ids]
-        rows = np.concatenate([np.arange(r.start, r.stop) for r in spans]) if spans else np.zeros(0, int)
-        if not len(rows):
-            return [0.0] * len(ids)
-        sims = np.asarray(self._stored.sentence_vectors[rows], dtype=np.float32) @ query_vector
-        out, pos = [], 0
-        for r in spans:
-            out.append(float(sims[pos : pos + len(r)].max()) if len(r) else 0.0)
-            pos += len(r)
+        out = []
+        for vecs in self._stored.passage_sentences(ids):
+            out.append(float((np.asarray(vecs, dtype=np.float32) @ query_vector).max()) if len(vecs) else 0.0)
         return out
 
     def _fill_dense(self, dense: dict[int, float], ids: list[int], query_vector: np.ndarray) -> None:
         if ids:
-            vecs = np.vstack([self._stored.vectors.reconstruct(i) for i in ids])
+            vecs = self._stored.passage_vectors(ids)
             dense.update(zip(ids, (vecs @ query_vector).tolist(), strict=True))
 
-    def _bm25_scores(self, query: str) -> np.ndarray | None:
-        bm25 = self._stored.bm25
-        toks = [t for t in terms(query) if bm25 is not None and t in bm25.vocab_dict]
-        if not toks:
-            return None
-        return bm25.get_scores(toks)
+    def _fill_lexical(self, lexical: dict[int, float], toks: list[str], ids: list[int]) -> None:
+        missing = [i for i in ids if i not in lexical]
+        if missing:
+            lexical.update(zip(missing, self._stored.lexical_scores(toks, missing).tolist(), strict=True))
 
     def citation(
         self, hit: Hit, *, answer: tuple[int, int] | None = None, score: float | None = None
@@ -261,49 +254,3 @@ class Index:
 def _overlap(a: Passage, b: Passage) -> int:
     """Characters two passages share."""
     return max(0, min(a.end, b.end) - max(a.start, b.start)) if a.doc_id == b.doc_id else 0
-
-
-def _top(scores: np.ndarray, n: int) -> list[int]:
-    """Positions of the ``n`` highest positive scores, best first, without sorting them all."""
-    if n < len(scores):
-        part = np.argpartition(-scores, n)[:n]
-    else:
-        part = np.arange(len(scores))
-    part = part[np.argsort(-scores[part], kind="stable")]
-    return [int(i) for i in part if scores[i] > 0]
-
-
-class Idf(Mapping[str, float]):
-    """BM25's idf of each indexed word, read from the postings' lengths when first asked for;
-    reused to weigh a question's words when scoring sentences."""
-
-    def __init__(self, bm25, num_chunks: int):
-        self._bm25 = bm25
-        self._n = max(num_chunks, 1)
-        self._cache: dict[str, float] = {}
-        self.default = math.log(1 + (self._n + 0.5) / 0.5)  # a word no passage has
-
-    def __getitem__(self, term: str) -> float:
-        if term not in self._cache:
-            col = self._bm25.vocab_dict[term] if self._bm25 is not None else None
-            if col is None:
-                raise KeyError(term)
-            indptr = self._bm25.scores["indptr"]
-            df = int(indptr[col + 1] - indptr[col])
-            if df == 0:
-                raise KeyError(term)
-            self._cache[term] = math.log(1 + (self._n - df + 0.5) / (df + 0.5))
-        return self._cache[term]
-
-    def __contains__(self, term: object) -> bool:
-        try:
-            self[term]  # type: ignore[index]
-        except KeyError:
-            return False
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return (t for t in (self._bm25.vocab_dict if self._bm25 is not None else ()) if t in self)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
