@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from rag import RagError, open_index
-from rag.config import get_settings
-from rag.store import describe
+from rag.config import MilvusSettings, get_settings
+from rag.store import describe, describe_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,21 +39,37 @@ def main(argv: list[str] | None = None) -> int:
         "as the index has it; on for a new index). --no-multilingual saves its build time on a large "
         "English-only corpus; switching rebuilds the index",
     )
+    _milvus_options(build, settings)
     info = sub.add_parser("info", help="print the manifest of the index")
     info.add_argument("--out", type=Path, default=settings.index_dir, help="index directory")
+    _milvus_options(info, settings)
     args = parser.parse_args(argv)
+    try:
+        milvus = _milvus(args, settings)
+    except ValueError as e:
+        parser.error(str(e))
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("rag").setLevel(logging.INFO)
     try:
         if args.command == "build":
             started = time.perf_counter()
             index = open_index(
-                source=args.source, index_dir=args.out, strict=True, multilingual=args.multilingual
+                source=args.source,
+                index_dir=args.out,
+                strict=True,
+                multilingual=args.multilingual,
+                milvus=milvus,
             )
+            where = args.out if milvus is None else f"{milvus.uri} (collection {milvus.collection})"
             print(
-                f"index at {args.out}: {index.num_documents} documents, {index.num_passages} passages "
+                f"index at {where}: {index.num_documents} documents, {index.num_passages} passages "
                 f"({time.perf_counter() - started:.1f} s)"
             )
+        elif milvus is not None:
+            from rag.milvus import MilvusTarget
+
+            manifest = MilvusTarget(milvus).load(settings.chunk).manifest
+            print(json.dumps(describe_manifest(manifest), indent=1, ensure_ascii=False))
         else:
             print(json.dumps(describe(args.out), indent=1, ensure_ascii=False))
     except KeyboardInterrupt:
@@ -70,6 +86,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the index at {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _milvus_options(parser: argparse.ArgumentParser, settings) -> None:
+    env = settings.milvus
+    parser.add_argument(
+        "--backend",
+        choices=("files", "milvus"),
+        default="milvus" if env is not None else "files",
+        help="where the index lives: files in --out (FAISS and bm25s; the default), or Milvus at --uri, "
+        "with --out holding only the build's work in progress (default: milvus when RAG_INDEX_URI is set)",
+    )
+    parser.add_argument(
+        "--uri",
+        default=env.uri if env is not None else None,
+        help="Milvus: a file path for Milvus Lite, or http://host:19530 for a server "
+        "(default: RAG_INDEX_URI)",
+    )
+    parser.add_argument(
+        "--collection",
+        default=env.collection if env is not None else "rag",
+        help="Milvus: the index's name, an alias of the collection in use "
+        "(default: RAG_INDEX_COLLECTION, else rag)",
+    )
+    parser.add_argument(
+        "--token",
+        default=env.token if env is not None else "",
+        help="Milvus server: user:password or an API key (default: RAG_INDEX_TOKEN)",
+    )
+    parser.add_argument(
+        "--database",
+        default=env.database if env is not None else "",
+        help="Milvus server: the database (default: RAG_INDEX_DATABASE, else the server's default)",
+    )
+
+
+def _milvus(args, settings) -> MilvusSettings | None:
+    if args.backend != "milvus":
+        return None
+    if not args.uri:
+        raise ValueError("--backend milvus needs --uri (a file path for Milvus Lite, or http://host:19530)")
+    return MilvusSettings(uri=args.uri, collection=args.collection, token=args.token, database=args.database)
 
 
 if __name__ == "__main__":

@@ -75,14 +75,19 @@ def open_index(
     return Index(stored, fusion=fusion)
 
 
-def corpus(source: Path, index_dir: Path) -> list[SourceFile]:
+def corpus(source: Path | None, index_dir: Path) -> list[SourceFile]:
     """The files of ``source``, plus any uploaded into ``<index_dir>/uploads`` (by the chat page), whose
     ids are ``uploads/<name>``: every entry point indexes the same set, so none drops the others'.
-    Only listed here (name, size, mtime); a build reads just the files that changed."""
+    Only listed here (name, size, mtime); a build reads just the files that changed. With no ``source``,
+    only the uploads."""
     # an index kept inside its source folder (--source X --out X), and what the chat keeps beside it,
     # are not documents of that folder
     index_dir = Path(index_dir)
-    files = scan_documents(source, exclude=[index_dir, index_dir / UPLOADS, index_dir / SESSIONS])
+    files = (
+        scan_documents(source, exclude=[index_dir, index_dir / UPLOADS, index_dir / SESSIONS])
+        if source is not None
+        else []
+    )
     uploads = index_dir / UPLOADS
     if uploads.is_dir():
         files += [dataclasses.replace(f, id=f"{UPLOADS}/{f.id}") for f in scan_documents(uploads)]

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from .backend import Store
 from .batches import Batches
@@ -39,7 +40,7 @@ log = logging.getLogger("rag")
 
 
 def sync(
-    items: Sequence[Document | SourceFile],
+    items: Sequence[Document | SourceFile | Kept],
     index_dir: Path,
     chunk: ChunkSettings,
     *,
@@ -103,6 +104,15 @@ def sync(
             raise IndexUpdateFailed(f"{problem} - the index in use, if any, is unchanged") from e
         log.warning("%s; answering from the index in use, which misses the latest changes", problem)
         return old
+
+
+class Kept(NamedTuple):
+    """A document to copy as it is from the index a build copies from (``base``), known by its id and
+    content hash: how a private index over a shared one in Milvus lists the shared documents, whose
+    files are not on this machine."""
+
+    id: str
+    sha256: str
 
 
 class Folder:
@@ -259,6 +269,11 @@ def _plan(items, index: Store | None) -> list[Planned]:
     out: list[Planned] = []
     for item in items:
         meta = have.get(item.id)
+        if isinstance(item, Kept):
+            if not meta or meta["sha256"] != item.sha256:
+                raise IndexUpdateFailed(f"{item.id} is no longer in the index it was to be copied from")
+            out.append(Planned(item.id, item.sha256, True, None))
+            continue
         if isinstance(item, Document):
             sha = sha256(item.text)
             out.append(Planned(item.id, sha, bool(meta) and meta["sha256"] == sha, None))

@@ -68,6 +68,8 @@ def client(settings: MilvusSettings):
     key = (settings.uri, settings.token, settings.database)
     with _clients_lock:
         if key not in _clients:
+            if settings.lite:
+                Path(settings.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             options = {"token": settings.token} if settings.token else {}
             if settings.database:
                 options["db_name"] = settings.database
@@ -322,11 +324,12 @@ class MilvusTarget:
 
     def current(self) -> str | None:
         """The collection the alias points at now; None when there is none."""
+        connection = self._client
         try:
-            aliases = self._client.list_aliases().get("aliases", [])
+            aliases = connection.list_aliases().get("aliases", [])
             if self.settings.collection not in aliases:
                 return None
-            return self._client.describe_alias(self.settings.collection)["collection_name"]
+            return connection.describe_alias(self.settings.collection)["collection_name"]
         except Exception as e:
             raise IndexUnavailable(f"cannot reach Milvus at {self.settings.uri}: {_why(e)}") from e
 

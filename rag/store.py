@@ -262,6 +262,11 @@ def describe(index_dir: Path) -> dict:
     """What ``python -m index info`` shows of the index at ``index_dir``: its manifest, with counts in place
     of the per-document and per-file records, and why each skipped file was skipped."""
     _, manifest = read_manifest(index_dir)
+    return describe_manifest(manifest)
+
+
+def describe_manifest(manifest: dict) -> dict:
+    """A manifest with counts in place of its per-document and per-file records."""
     skipped = manifest.get("skipped") or {}
     return {
         **manifest,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rag import RagError
 from rag.__main__ import add_llm_options, llm_settings
+from rag.config import get_settings
 
 from .guard import LOOPBACK
 
@@ -52,7 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     from .app import Library, Sessions, create_app, launch_options
 
     library = Library(source=args.source)
-    print(f"Opening the index of {library.source} in {library.index_dir}…", flush=True)
+    milvus = get_settings().milvus
+    if milvus is not None and args.shared_uploads:
+        print(
+            "error: --shared-uploads needs an index of local files; an index in Milvus (RAG_INDEX_URI) is "
+            "written only by python -m index build, and uploads stay private to each visitor",
+            file=sys.stderr,
+        )
+        return 2
+    if milvus is not None:
+        print(f"Opening the index in Milvus at {milvus.uri} (collection {milvus.collection})…", flush=True)
+    else:
+        print(f"Opening the index of {library.source} in {library.index_dir}…", flush=True)
     try:
         library.load(progress=True)
         library.warm_up()

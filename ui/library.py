@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag import Index, RagError, ask, open_index
+from rag.api import corpus
+from rag.build import Kept
 from rag.config import UPLOADS, get_settings
 from rag.errors import DocumentUnreadable
 from rag.readers import SUFFIXES, extract
@@ -228,6 +230,19 @@ class Library:
     def _build(self, *, progress: bool, strict: bool = True) -> Index:
         # an upload or removal must be indexed or fail (strict); loading may answer from a read-only index
         base = self._base.index if self._base is not None else None
+        milvus = get_settings().milvus
+        if milvus is not None and base is None:
+            # a shared index in Milvus is read as built: python -m index build writes it
+            return Index.open(milvus=milvus)
+        if milvus is not None:
+            # private uploads over it: its documents are copied from it, whatever this machine's folder holds
+            kept = [Kept(doc_id, info.sha256) for doc_id, info in base.documents.items()]
+            return open_index(
+                documents=kept + corpus(None, self.index_dir),
+                index_dir=self.index_dir,
+                base=base,
+                strict=strict,
+            )
         return open_index(
             source=self.source, index_dir=self.index_dir, progress=progress, base=base, strict=strict
         )
