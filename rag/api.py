@@ -50,9 +50,12 @@ def open_index(
     (:mod:`rag.multilingual`); None keeps what the index has, and a new index gets them.
 
     ``milvus`` keeps the index in Milvus (:class:`rag.config.MilvusSettings`; ``pip install -e
-    ".[milvus]"``) instead of ``index_dir``, which then holds only a build's work in progress.
+    ".[milvus]"``) instead of ``index_dir``, which then holds only a build's work in progress; with
+    neither given, ``RAG_INDEX_URI`` says which.
     """
     settings = get_settings()
+    if milvus is None and index_dir is None:
+        milvus = settings.milvus  # the configured index: RAG_INDEX_URI when set, else RAG_INDEX_DIR
     index_dir = Path(index_dir) if index_dir else settings.index_dir
     if documents is None:
         folder = Path(source) if source is not None else settings.source_dir
@@ -102,6 +105,8 @@ def default_index() -> Index:
     with _default_lock:
         if _default is None:
             _default = Index.open() if get_settings().milvus is not None else open_index()
+        else:
+            _default = _default.latest()
         return _default
 
 

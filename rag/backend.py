@@ -14,7 +14,7 @@ search terms (:func:`rag.nlp.terms`), so one question ranks the same passages fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -63,6 +63,11 @@ class Store(Protocol):
 
     def lexical(self, terms: list[str], depth: int) -> list[tuple[int, float]]:
         """The ``depth`` passages with the highest BM25 score for ``terms``, best first; only scores > 0."""
+        ...
+
+    def lexical_later(self, terms: list[str], depth: int) -> Callable[[], list[tuple[int, float]]]:
+        """:meth:`lexical`, started now; the function returned gives its result. A store that searches
+        on a server runs it meanwhile, while the question is embedded and searched by vector."""
         ...
 
     def lexical_scores(self, terms: list[str], rows: Sequence[int]) -> np.ndarray:

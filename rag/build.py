@@ -98,7 +98,7 @@ def sync(
     except _Busy:
         log.warning("another build is updating %s; answering from the index in use meanwhile", index_dir)
         return old
-    except (OSError, _MilvusError) as e:
+    except (OSError, *target.errors) as e:
         problem = _write_problem(index_dir, e) if isinstance(e, OSError) else target.problem(e)
         if strict or old is None:
             raise IndexUpdateFailed(f"{problem} - the index in use, if any, is unchanged") from e
@@ -117,6 +117,8 @@ class Kept(NamedTuple):
 
 class Folder:
     """Where a build writes, and readers open, an index of local files (:mod:`rag.store`)."""
+
+    errors: tuple[type[Exception], ...] = ()  # besides OSError, what a failed write raises
 
     def __init__(self, path: Path):
         self.path = path
@@ -155,14 +157,6 @@ def _milvus_target(settings: MilvusSettings, work_dir: Path):
     from .milvus import MilvusTarget
 
     return MilvusTarget(settings, work_dir)
-
-
-try:
-    from pymilvus import MilvusException as _MilvusError
-except ImportError:  # the milvus extra is not installed: no Milvus error can occur
-
-    class _MilvusError(Exception):  # type: ignore[no-redef]
-        pass
 
 
 def _try_load(

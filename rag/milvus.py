@@ -22,14 +22,17 @@ folder index.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
+import os
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +57,23 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
 
-def client(settings: MilvusSettings):
-    """One client per server and database per process (Milvus Lite allows one per file)."""
+def _pymilvus():
+    """The client library, imported on first use, with an install hint when it is missing."""
+    # gRPC's own log goes straight to stderr: while a build embeds for minutes between calls, Milvus Lite
+    # answers the client's keep-alive pings with "too_many_pings" lines; failures raise anyway
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     try:
-        from pymilvus import MilvusClient
+        import pymilvus
     except ImportError as e:
         raise IndexUnavailable(
             'an index in Milvus needs pymilvus and milvus-lite: pip install -e ".[milvus]"'
         ) from e
+    return pymilvus
+
+
+def client(settings: MilvusSettings):
+    """One client per server and database per process (Milvus Lite allows one per file)."""
+    MilvusClient = _pymilvus().MilvusClient
     # Milvus Lite's in-process server logs each call pymilvus makes that it does not implement (such as
     # AllocTimestamp, which pymilvus falls back from) as an error with a traceback
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
@@ -78,6 +90,12 @@ def client(settings: MilvusSettings):
             except Exception as e:  # pymilvus raises its own and gRPC's errors
                 raise IndexUnavailable(f"cannot reach Milvus at {settings.uri}: {_why(e)}") from e
         return _clients[key]
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Threads that wait on Milvus while this one works (a BM25 search while the question is embedded)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus")
 
 
 def _why(e: Exception) -> str:
@@ -141,16 +159,33 @@ class MilvusPassages(Sequence[Passage]):
 class MilvusIndex:
     """A generation in Milvus, opened for reading (:class:`rag.backend.Store`)."""
 
-    def __init__(self, settings: MilvusSettings, collection: str, manifest: dict):
+    CHECK_SECONDS = 5.0  # how often newer() asks Milvus which build is in use
+
+    def __init__(self, settings: MilvusSettings, collection: str, manifest: dict, chunk: ChunkSettings):
         self.settings = settings
         self.collection = collection
         self.manifest = manifest
+        self._chunk = chunk
+        self._checked = time.monotonic()
         self.location = f"{settings.uri} (collection {settings.collection})"
         self._client = client(settings)
         self._passages = MilvusPassages(self, int(manifest["num_chunks"]))
         self._seen: dict[int, dict] = {}  # fields of passages that searches brought back
         self._df: dict[str, int] = {}
         self._avgdl = manifest.get("terms_per_passage") or 1.0
+
+    def newer(self) -> MilvusIndex | None:
+        """The build in use now, when another build replaced this one since it was opened (checked at
+        most every :data:`CHECK_SECONDS`); else None. A reader that keeps its index open follows builds
+        made elsewhere this way; the build it opened stays readable until the next one after it."""
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_SECONDS:
+            return None
+        self._checked = now
+        target = MilvusTarget(self.settings)
+        if target.current() in (None, self.collection):
+            return None
+        return target.load(self._chunk)
 
     @property
     def passages(self) -> MilvusPassages:
@@ -179,10 +214,19 @@ class MilvusIndex:
         """The fields ``names`` of passages ``rows``: those a search brought back already, the rest
         fetched in one request. What a search brings back is kept, so one question costs three round
         trips to Milvus (two searches, then the sentences), not one per signal and passage."""
-        missing = [int(i) for i in rows if not all(f in self._seen.get(int(i), ()) for f in names)]
+        out: dict[int, dict] = {}
+        missing = []
+        for i in map(int, rows):
+            have = self._seen.get(i)
+            if have is not None and all(f in have for f in names):
+                out[i] = have
+            else:
+                missing.append(i)
         if missing:
-            self._keep(self.get(missing, list(names)))
-        return {int(i): self._seen[int(i)] for i in rows}
+            found = self.get(missing, list(names))
+            self._keep(found)
+            out.update({int(r["row"]): r for r in found})
+        return out
 
     def _keep(self, found: list[dict]) -> None:
         if len(self._seen) > MilvusPassages.KEEP:
@@ -223,13 +267,19 @@ class MilvusIndex:
 
     def lexical(self, words: list[str], depth: int) -> list[tuple[int, float]]:
         text = search_text(words)
-        if not text or not any(self.document_frequency(t) for t in words):
+        if not text or not any(self._frequencies(words).values()):
             return []
-        (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", ("record", "dense"))
+        (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", ("record", "terms"))
         self._keep([{"row": h["row"], **h["entity"]} for h in hits])
         # Milvus scores BM25 with a factor (k1 + 1) that bm25s leaves out, and as a negated distance
         scored = [(int(h["row"]), abs(float(h["distance"])) / (BM25_K1 + 1)) for h in hits]
         return [(i, s) for i, s in scored if s > 0]
+
+    def lexical_later(self, words: list[str], depth: int):
+        if self.settings.lite:
+            # Milvus Lite searches in this process, holding the GIL: nothing would run meanwhile
+            return lambda: self.lexical(words, depth)
+        return _pool().submit(self.lexical, words, depth).result
 
     def lexical_scores(self, words: list[str], rows: Sequence[int]) -> np.ndarray:
         """Computed here from each passage's terms, the terms' document frequencies and the mean passage
@@ -252,27 +302,54 @@ class MilvusIndex:
         return out
 
     def document_frequency(self, term: str) -> int:
-        term = term.replace("'", "")
-        if term not in self._df:
-            found = self._client.get(self.collection + "_k", ids=[f"df/{term}"], output_fields=["number"])
-            self._df[term] = int(found[0]["number"]) if found else 0
-        return self._df[term]
+        return self._frequencies([term])[term.replace("'", "")]
+
+    def _frequencies(self, words: list[str]) -> dict[str, int]:
+        """Each term's document frequency: those not asked before fetched in one request (and kept; the
+        terms asked about are a small part of the vocabulary)."""
+        words = [w.replace("'", "") for w in words]
+        missing = sorted(set(words) - self._df.keys())
+        if missing:
+            found = self._client.get(
+                self.collection + "_k", ids=[f"df/{t}" for t in missing], output_fields=["number"]
+            )
+            got = {r["key"].removeprefix("df/"): int(r["number"]) for r in found}
+            if len(self._df) > 100_000:
+                self._df.clear()
+            self._df.update({t: got.get(t, 0) for t in missing})
+        return {t: self._df[t] for t in words}
 
     def passage_sentences(self, rows: Sequence[int]) -> list[np.ndarray]:
+        found = self._fetch_sentences(rows)
+        return [found[int(r)] for r in rows]
+
+    def _fetch_sentences(self, rows: Sequence[int]) -> dict[int, np.ndarray]:
+        out = {
+            int(r): self._seen[int(r)]["sentences"] for r in rows if "sentences" in self._seen.get(int(r), ())
+        }
+        rows = [int(r) for r in rows if int(r) not in out]
+        if not rows:
+            return out
         self._passages.prefetch(rows)
         counts = [len(json.loads(self._passages.raw(i))["sentences"]) for i in rows]
-        keys = [int(r) * SENTENCE_SLOTS + j for r, c in zip(rows, counts, strict=True) for j in range(c)]
+        keys = [r * SENTENCE_SLOTS + j for r, c in zip(rows, counts, strict=True) for j in range(c)]
         found = {}
         for i in range(0, len(keys), 1000):
             for s in self._client.get(
                 self.collection + "_s", ids=keys[i : i + 1000], output_fields=["vector"]
             ):
                 found[s["key"]] = s["vector"]
-        out = []
         for r, c in zip(rows, counts, strict=True):
-            vecs = [found[int(r) * SENTENCE_SLOTS + j] for j in range(c)]
-            out.append(np.asarray(vecs, dtype=np.float32).reshape(c, DIMENSION))
+            vecs = [found[r * SENTENCE_SLOTS + j] for j in range(c)]
+            out[r] = np.asarray(vecs, dtype=np.float32).reshape(c, DIMENSION)
+            self._seen.setdefault(r, {})["sentences"] = out[r]
         return out
+
+    def prefetch(self, rows: Sequence[int], *, multilingual: bool) -> None:
+        """Fetch what a build copies of ``rows`` - records, vectors, sentence vectors - in few requests."""
+        if rows:
+            self._fields(rows, ("record", "dense", "multilingual") if multilingual else ("record", "dense"))
+            self._fetch_sentences(rows)
 
     def multilingual_dense(self, queries: np.ndarray, depth: int) -> list[tuple[int, float]]:
         if not self.has_multilingual:
@@ -307,6 +384,7 @@ class MilvusTarget:
     ``work_dir`` is the local folder of the build's work in progress and lock."""
 
     def __init__(self, settings: MilvusSettings, work_dir: Path | None = None):
+        self.errors = (_pymilvus().MilvusException,)  # what a failed write raises, besides OSError
         self.settings = settings
         self.work_dir = work_dir
         self.location = f"{settings.uri} (collection {settings.collection})"
@@ -359,7 +437,7 @@ class MilvusTarget:
                 f"the index at {self.location} was built with another multilingual model - rebuild it: "
                 "python -m index build --backend milvus"
             )
-        return MilvusIndex(self.settings, name, manifest)
+        return MilvusIndex(self.settings, name, manifest, chunk)
 
     def _load_collections(self, name: str) -> None:
         """Load a generation's collections into memory for search (a no-op for those loaded already;
@@ -482,6 +560,14 @@ class MilvusTarget:
         c.create_collection(name + "_k", schema=s, index_params=p)
         return name
 
+    def seal(self, name: str) -> None:
+        """Persist the generation's collections as indexed segments: until then Milvus Lite searches its
+        rows in memory one by one (a BM25 search over 5,000 passages took seconds)."""
+        have = set(self._client.list_collections())
+        for collection in (name + suffix for suffix in ("", "_s", "_w", "_k")):
+            if collection in have:
+                self._client.flush(collection)
+
     def insert(self, collection: str, rows: list[dict]) -> None:
         for i in range(0, len(rows), INSERT_ROWS):
             self._client.insert(collection, rows[i : i + INSERT_ROWS])
@@ -558,6 +644,7 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
             "terms_per_passage": length / n if n else 1.0,
         }
         target.write_manifest(name, manifest)  # last: a generation with a manifest is complete
+        target.seal(name)
         target.point(name)
     except BaseException:
         target.drop(name)

@@ -89,6 +89,14 @@ class Index:
         folder = Path(index_dir) if index_dir is not None else settings.index_dir
         return cls(load(folder, chunk), fusion=fusion)
 
+    def latest(self) -> Index:
+        """This index, or the one in use now where a build elsewhere replaced it: an index in Milvus, which
+        ``python -m index build`` updates while chat servers read it. A folder index is brought up to
+        date by :meth:`build` instead, so it is returned as it is."""
+        newer = getattr(self._stored, "newer", None)
+        store = newer() if newer is not None else None
+        return Index(store, fusion=self.fusion) if store is not None else self
+
     def ask(self, question: str, *, history: list[dict] | None = None, k: int = 5):
         """:func:`rag.ask` over this index."""
         from .api import ask
@@ -166,12 +174,13 @@ class Index:
         if not self._passages:
             return []
         depth = min(max(CANDIDATES, 4 * k), len(self._passages))
+        store = self._stored
+        toks = terms(query)
+        lexical_hits = store.lexical_later(toks, depth)  # on a server, it runs while the question is embedded
         if query_vector is None:
             query_vector = embed_query(query)
-        store = self._stored
         dense = dict(store.dense(query_vector, depth))
-        toks = terms(query)
-        lex_top = store.lexical(toks, depth)
+        lex_top = lexical_hits()
         lexical = dict(lex_top)
         if self.fusion == "rrf":
             fused: dict[int, float] = {}

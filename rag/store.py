@@ -192,6 +192,9 @@ class StoredIndex:
         part = part[np.argsort(-scores[part], kind="stable")]
         return [(int(i), float(scores[i])) for i in part if scores[i] > 0]
 
+    def lexical_later(self, terms: list[str], depth: int):
+        return lambda: self.lexical(terms, depth)  # in this process: nothing to overlap
+
     def lexical_scores(self, terms: list[str], rows: Sequence[int]) -> np.ndarray:
         scores = self._bm25_scores(terms)
         return np.zeros(len(rows)) if scores is None else scores[np.asarray(rows, dtype=np.int64)]

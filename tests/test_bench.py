@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from eval import bench, bench_ann, bench_corpus, bench_report, bench_systems
+from eval import bench, bench_ann, bench_corpus, bench_ours, bench_report, bench_systems
 from eval.bench_corpus import BenchDoc, BenchQuestion
 from eval.bench_report import CorpusReport, SystemResult
 from eval.data import load_dataset
@@ -269,7 +269,7 @@ def test_synthetic_encoder_patch_swaps_and_restores_the_store_encoder():
 
     real = rag.batches.encode_passages
     fake = bench_systems.fake_unit_vectors(0)
-    with bench_systems.ours_store_encoder(fake):
+    with bench_ours.ours_store_encoder(fake):
         assert rag.batches.encode_passages is fake
         spans = [[(0, 1)], [], [(0, 1)]]
         vectors, sentences = rag.batches.encode_passages(["a", "b", "c"], spans, progress=False)

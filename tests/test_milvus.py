@@ -230,3 +230,17 @@ def test_both_backends_keep_the_store_contract(tmp_path, tiny_docs, lite):
         assert a == pytest.approx(b.astype("float32"), abs=1e-6)
     assert held.multilingual_vectors(rows) == pytest.approx(folder.multilingual_vectors(rows), abs=1e-6)
     assert [p.raw(0) for p in (held.passages, folder.passages)] == [folder.passages.raw(0)] * 2
+
+
+def test_a_reader_follows_builds_made_elsewhere(tmp_path, tiny_docs, lite, monkeypatch):
+    open_milvus(tiny_docs, tmp_path, lite)
+    monkeypatch.setenv("RAG_INDEX_URI", lite.uri)
+    monkeypatch.setenv("RAG_INDEX_COLLECTION", lite.collection)
+    monkeypatch.setattr(milvus.MilvusIndex, "CHECK_SECONDS", 0.0)
+    rag.reset_default_index()
+    reader = rag.Index.open(milvus=lite)
+    assert reader.latest() is reader  # nothing new
+    assert rag.ask("When was the foghorn silenced?").abstained
+    open_milvus([*tiny_docs, LIGHTHOUSE], tmp_path, lite)  # as python -m index build on another machine
+    assert "lighthouse.txt" in reader.latest().documents and "lighthouse.txt" not in reader.documents
+    assert rag.ask("When was the foghorn silenced?").citations[0].source == "lighthouse.txt"

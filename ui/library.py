@@ -169,6 +169,7 @@ class Library:
         self._quota = quota
         self._index: Index | None = None
         self._closed = False
+        self._shared_milvus = False  # reads an index in Milvus that builds elsewhere replace
         self._lock = threading.Lock()
 
     @property
@@ -195,6 +196,10 @@ class Library:
         """The current index, loading (or building) it on first use."""
         current = self._index
         if current is not None:
+            if self._base is None and self._shared_milvus:
+                latest = current.latest()  # a build elsewhere replaced the index in Milvus
+                if latest is not current:
+                    self._index = current = latest
             return current
         if self._base is not None:
             return self._base.index
@@ -233,6 +238,7 @@ class Library:
         milvus = get_settings().milvus
         if milvus is not None and base is None:
             # a shared index in Milvus is read as built: python -m index build writes it
+            self._shared_milvus = True
             return Index.open(milvus=milvus)
         if milvus is not None:
             # private uploads over it: its documents are copied from it, whatever this machine's folder holds
