@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rag import RagError, open_index
 from rag.config import MilvusSettings, get_settings
-from rag.store import describe, describe_manifest
+from rag.store import read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({time.perf_counter() - started:.1f} s)"
             )
         elif milvus is not None:
-            from rag.milvus import MilvusTarget
+            from rag.milvus_target import MilvusTarget
 
             manifest = MilvusTarget(milvus).load(settings.chunk).manifest
             print(json.dumps(describe_manifest(manifest), indent=1, ensure_ascii=False))
@@ -127,6 +127,24 @@ def _milvus(args, settings) -> MilvusSettings | None:
     if not args.uri:
         raise ValueError("--backend milvus needs --uri (a file path for Milvus Lite, or http://host:19530)")
     return MilvusSettings(uri=args.uri, collection=args.collection, token=args.token, database=args.database)
+
+
+def describe(index_dir: Path) -> dict:
+    """What ``python -m index info`` shows of the index at ``index_dir``: its manifest, with counts in place
+    of the per-document and per-file records, and why each skipped file was skipped."""
+    _, manifest = read_manifest(index_dir)
+    return describe_manifest(manifest)
+
+
+def describe_manifest(manifest: dict) -> dict:
+    """A manifest with counts in place of its per-document and per-file records."""
+    skipped = manifest.get("skipped") or {}
+    return {
+        **manifest,
+        "documents": f"{len(manifest['documents'])} documents",
+        "files": f"{len(manifest.get('files') or {})} files, each with its sha256",
+        "skipped": {doc_id: info.get("reason") for doc_id, info in skipped.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ class Folder:
 
 
 def _milvus_target(settings: MilvusSettings, work_dir: Path):
-    from .milvus import MilvusTarget
+    from .milvus_target import MilvusTarget
 
     return MilvusTarget(settings, work_dir)
 
@@ -303,7 +303,7 @@ def _restamp(target, old: Store, plan: list[Planned], *, skipped: dict | None = 
 def target_of(old: Store):
     if isinstance(old, StoredIndex):
         return Folder(old.path.parent)
-    from .milvus import MilvusTarget
+    from .milvus_target import MilvusTarget
 
     return MilvusTarget(old.settings)
 

@@ -1,5 +1,6 @@
-"""Stage 4, optional backend: the index kept in Milvus - Milvus Lite (a file, embedded) or a Milvus server
-or cluster, through the same client (``pip install -e ".[milvus]"``).
+"""Stage 4, optional backend: reading an index kept in Milvus - Milvus Lite (a file, embedded) or a Milvus
+server or cluster, through the same client (``pip install -e ".[milvus]"``). :mod:`rag.milvus_target`
+finds the build in use and writes new ones.
 
 A build writes a whole new generation of collections, then points the alias (the index's name, default
 ``rag``) at it: readers see the old index or the new one, never half of one. A generation ``<name>__g<id>``
@@ -21,7 +22,6 @@ folder index.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -29,7 +29,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,17 +41,14 @@ from .backend import best_by_row
 from .chunking import Passage
 from .config import ChunkSettings, MilvusSettings
 from .embedding import DIMENSION
-from .errors import IndexDamaged, IndexNotFound, IndexUnavailable, IndexUpdateFailed
-from .nlp import terms
-from .store import Documents, check_compatible, passage_from_record
+from .errors import IndexDamaged, IndexUnavailable
+from .store import Documents, passage_from_record
 
 log = logging.getLogger("rag")
 
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults, which the folder backend uses
 SENTENCE_SLOTS = 1024  # a sentence's key is its passage's row * this + its position in the passage
-MANIFEST_PART = 16_000  # characters of the manifest's JSON per row (a VARCHAR holds 65,535 bytes)
 MAX_RECORD = 65_535  # bytes of one passage record
-INSERT_ROWS = 512
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
@@ -182,6 +178,8 @@ class MilvusIndex:
         if now - self._checked < self.CHECK_SECONDS:
             return None
         self._checked = now
+        from .milvus_target import MilvusTarget
+
         target = MilvusTarget(self.settings)
         if target.current() in (None, self.collection):
             return None
@@ -377,279 +375,3 @@ class MilvusIndex:
             ):
                 out[r["word"]] = np.asarray(r["vector"], dtype=np.float16)
         return out
-
-
-class MilvusTarget:
-    """Where a build writes, and readers open, an index in Milvus: the alias ``settings.collection``.
-    ``work_dir`` is the local folder of the build's work in progress and lock."""
-
-    def __init__(self, settings: MilvusSettings, work_dir: Path | None = None):
-        self.errors = (_pymilvus().MilvusException,)  # what a failed write raises, besides OSError
-        self.settings = settings
-        self.work_dir = work_dir
-        self.location = f"{settings.uri} (collection {settings.collection})"
-
-    @property
-    def _client(self):
-        return client(self.settings)
-
-    @staticmethod
-    def name_of(index: MilvusIndex) -> str:
-        return index.collection
-
-    def write(self, chunk, plan, old, work, *, skipped, progress) -> None:
-        write_milvus_generation(self, chunk, plan, old, work, skipped=skipped, progress=progress)
-
-    def current(self) -> str | None:
-        """The collection the alias points at now; None when there is none."""
-        connection = self._client
-        try:
-            aliases = connection.list_aliases().get("aliases", [])
-            if self.settings.collection not in aliases:
-                return None
-            return connection.describe_alias(self.settings.collection)["collection_name"]
-        except Exception as e:
-            raise IndexUnavailable(f"cannot reach Milvus at {self.settings.uri}: {_why(e)}") from e
-
-    def load(self, chunk: ChunkSettings, *, verify: bool = True) -> MilvusIndex:
-        name = self.current()
-        if name is None:
-            raise IndexNotFound(
-                f"no index in Milvus at {self.location} - run: python -m index build --backend milvus "
-                f"--uri {self.settings.uri}"
-            )
-        try:
-            self._load_collections(name)
-            manifest = self._read_manifest(name)
-        except (ValueError, KeyError) as e:
-            raise IndexDamaged(
-                f"the index at {self.location} is damaged: its manifest cannot be read ({e}) - "
-                "run: python -m index build --backend milvus"
-            ) from e
-        check_compatible(manifest, chunk, self.location)
-        if (
-            manifest.get("multilingual")
-            and manifest["multilingual"].get("model") != multilingual.model_name()
-        ):
-            from .errors import IndexMismatch
-
-            raise IndexMismatch(
-                f"the index at {self.location} was built with another multilingual model - rebuild it: "
-                "python -m index build --backend milvus"
-            )
-        return MilvusIndex(self.settings, name, manifest, chunk)
-
-    def _load_collections(self, name: str) -> None:
-        """Load a generation's collections into memory for search (a no-op for those loaded already;
-        Milvus Lite releases them when its process ends)."""
-        have = set(self._client.list_collections())
-        for collection in (name + suffix for suffix in ("", "_s", "_w", "_k")):
-            if collection in have:
-                self._client.load_collection(collection)
-
-    def _read_manifest(self, name: str) -> dict:
-        kv = name + "_k"
-        (head,) = self._client.get(kv, ids=["manifest"], output_fields=["number"]) or [None]
-        if head is None:
-            raise ValueError("it was never completed")
-        keys = [f"manifest/{i:05d}" for i in range(int(head["number"]))]
-        parts = {r["key"]: r["text"] for r in self._client.get(kv, ids=keys, output_fields=["text"])}
-        manifest = json.loads("".join(parts[k] for k in keys))
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("documents"), dict):
-            raise ValueError("it is not an index manifest")
-        return manifest
-
-    def write_manifest(self, name: str, manifest: dict) -> None:
-        """The manifest of generation ``name``, cut into parts; its head (how many) last."""
-        text = json.dumps(manifest, ensure_ascii=False)
-        parts = [text[i : i + MANIFEST_PART] for i in range(0, len(text), MANIFEST_PART)] or [""]
-        rows = [
-            {"key": f"manifest/{i:05d}", "text": p, "number": i, "v": [1.0, 0.0]} for i, p in enumerate(parts)
-        ]
-        self._client.upsert(name + "_k", rows)
-        self._client.upsert(
-            name + "_k", [{"key": "manifest", "text": "", "number": len(parts), "v": [1.0, 0.0]}]
-        )
-
-    def restamp(self, old: MilvusIndex) -> None:
-        with contextlib.suppress(Exception):
-            self.write_manifest(old.collection, old.manifest)
-
-    def generations(self) -> list[str]:
-        """The passage collections of this index's generations, oldest first."""
-        prefix = self.settings.collection + "__g"
-        return sorted(
-            c
-            for c in self._client.list_collections()
-            if c.startswith(prefix) and c[-2:] not in ("_s", "_w", "_k")
-        )
-
-    def drop(self, name: str) -> None:
-        for suffix in ("", "_s", "_w", "_k"):
-            with contextlib.suppress(Exception):
-                self._client.drop_collection(name + suffix)
-
-    def point(self, name: str) -> None:
-        alias = self.settings.collection
-        if alias in self._client.list_aliases().get("aliases", []):
-            self._client.alter_alias(name, alias)
-        else:
-            self._client.create_alias(name, alias)
-
-    def new_generation(self, *, with_multilingual: bool) -> str:
-        """Create the empty collections of a new generation; returns its name."""
-        from pymilvus import DataType, Function, FunctionType
-
-        c = self._client
-        name = f"{self.settings.collection}__g{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:8]}"
-        vector_index = "FLAT" if self.settings.lite else "AUTOINDEX"  # Lite: exact, as the folder index
-        s = c.create_schema(auto_id=False)
-        s.add_field("row", DataType.INT64, is_primary=True)
-        s.add_field("record", DataType.VARCHAR, max_length=MAX_RECORD)
-        s.add_field(
-            "terms",
-            DataType.VARCHAR,
-            max_length=65_535,
-            enable_analyzer=True,
-            analyzer_params={"tokenizer": "standard"},
-        )
-        s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        s.add_field("dense", DataType.FLOAT_VECTOR, dim=DIMENSION)
-        if with_multilingual:
-            s.add_field("multilingual", DataType.FLOAT_VECTOR, dim=multilingual.DIMENSION)
-        s.add_function(
-            Function(
-                name="bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["terms"],
-                output_field_names=["sparse"],
-            )
-        )
-        p = c.prepare_index_params()
-        p.add_index("dense", index_type=vector_index, metric_type="IP")
-        p.add_index(
-            "sparse",
-            index_type="SPARSE_INVERTED_INDEX",
-            metric_type="BM25",
-            params={"bm25_k1": BM25_K1, "bm25_b": BM25_B},
-        )
-        if with_multilingual:
-            p.add_index("multilingual", index_type=vector_index, metric_type="IP")
-        c.create_collection(name, schema=s, index_params=p)
-        for suffix, key, dim in (
-            ("_s", ("key", DataType.INT64), DIMENSION),
-            ("_w", ("word", DataType.VARCHAR), multilingual.DIMENSION),
-        ):
-            if suffix == "_w" and not with_multilingual:
-                continue
-            s = c.create_schema(auto_id=False)
-            s.add_field(
-                key[0], key[1], is_primary=True, **({"max_length": 512} if key[1] == DataType.VARCHAR else {})
-            )
-            s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-            p = c.prepare_index_params()
-            p.add_index("vector", index_type=vector_index, metric_type="IP")
-            c.create_collection(name + suffix, schema=s, index_params=p)
-        s = c.create_schema(auto_id=False)
-        s.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
-        s.add_field("text", DataType.VARCHAR, max_length=65_535)
-        s.add_field("number", DataType.INT64)
-        s.add_field("v", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector field in every collection
-        p = c.prepare_index_params()
-        p.add_index("v", index_type="FLAT", metric_type="L2")
-        c.create_collection(name + "_k", schema=s, index_params=p)
-        return name
-
-    def seal(self, name: str) -> None:
-        """Persist the generation's collections as indexed segments: until then Milvus Lite searches its
-        rows in memory one by one (a BM25 search over 5,000 passages took seconds)."""
-        have = set(self._client.list_collections())
-        for collection in (name + suffix for suffix in ("", "_s", "_w", "_k")):
-            if collection in have:
-                self._client.flush(collection)
-
-    def insert(self, collection: str, rows: list[dict]) -> None:
-        for i in range(0, len(rows), INSERT_ROWS):
-            self._client.insert(collection, rows[i : i + INSERT_ROWS])
-
-    def problem(self, e: Exception) -> str:
-        return f"cannot write the index at {self.location}: {_why(e)}"
-
-
-def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, skipped, progress) -> None:
-    """Write a new generation in Milvus - unchanged documents copied from ``old``, the rest from ``work`` -
-    and point the alias at it. Only the previous generation is kept, for readers that opened it."""
-    from tqdm import tqdm
-
-    from .generation import gather, new_manifest, word_vectors
-
-    previous = target.current()
-    for stale in target.generations():  # half-written by a killed build, or older than the previous one
-        if stale != previous:
-            target.drop(stale)
-    name = target.new_generation(with_multilingual=work.multilingual)
-    try:
-        documents: dict[str, dict] = {}
-        df: Counter[str] = Counter()
-        vocabulary: set[str] = set()
-        n = sentences = length = 0
-        passages: list[dict] = []
-        sentence_rows: list[dict] = []
-        bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
-        for doc in gather(bar, old, work):
-            for j, rec in enumerate(doc.records):
-                if len(rec) > MAX_RECORD:
-                    raise IndexUpdateFailed(
-                        f"a passage of {doc.id} is too long for Milvus ({len(rec):,} bytes)"
-                    )
-                text = passage_from_record(json.loads(rec)).embedding_text
-                words = search_text(terms(text)).split()
-                df.update(set(words))
-                length += len(words)
-                row = {"row": n + j, "record": rec.decode("utf-8"), "terms": " ".join(words)}
-                row["dense"] = doc.vectors[j].astype(np.float32).tolist()
-                if doc.multilingual is not None:
-                    row["multilingual"] = doc.multilingual[j].astype(np.float32).tolist()
-                    vocabulary |= multilingual.vocabulary(text)
-                passages.append(row)
-                for p, vec in enumerate(doc.sentences[j]):
-                    sentence_rows.append(
-                        {"key": (n + j) * SENTENCE_SLOTS + p, "vector": vec.astype(np.float32).tolist()}
-                    )
-                sentences += len(doc.sentences[j])
-            documents[doc.id] = doc.manifest_record(first=n)
-            n += len(doc.records)
-            if len(passages) >= INSERT_ROWS:
-                target.insert(name, passages)
-                target.insert(name + "_s", sentence_rows)
-                passages, sentence_rows = [], []
-        target.insert(name, passages)
-        target.insert(name + "_s", sentence_rows)
-        target.insert(
-            name + "_k", [{"key": f"df/{t}", "text": "", "number": c, "v": [1.0, 0.0]} for t, c in df.items()]
-        )
-        if work.multilingual and vocabulary:
-            words = sorted(vocabulary)
-            vecs = word_vectors(words, old)
-            target.insert(
-                name + "_w",
-                [
-                    {"word": w, "vector": v.astype(np.float32).tolist()}
-                    for w, v in zip(words, vecs, strict=True)
-                ],
-            )
-        manifest = {
-            **new_manifest(chunk, documents, skipped, work.multilingual, n, sentences),
-            "backend": {"kind": "milvus", "collection": name},
-            "terms_per_passage": length / n if n else 1.0,
-        }
-        target.write_manifest(name, manifest)  # last: a generation with a manifest is complete
-        target.seal(name)
-        target.point(name)
-    except BaseException:
-        target.drop(name)
-        raise
-    if previous is not None:
-        for stale in target.generations():
-            if stale not in (name, previous):
-                target.drop(stale)

@@ -83,7 +83,7 @@ class Index:
         chunk = chunking or settings.chunk
         milvus = milvus if milvus is not None else (settings.milvus if index_dir is None else None)
         if milvus is not None:
-            from .milvus import MilvusTarget
+            from .milvus_target import MilvusTarget
 
             return cls(MilvusTarget(milvus).load(chunk), fusion=fusion)
         folder = Path(index_dir) if index_dir is not None else settings.index_dir

@@ -261,24 +261,6 @@ class StoredIndex:
         return Documents(self.manifest["documents"])
 
 
-def describe(index_dir: Path) -> dict:
-    """What ``python -m index info`` shows of the index at ``index_dir``: its manifest, with counts in place
-    of the per-document and per-file records, and why each skipped file was skipped."""
-    _, manifest = read_manifest(index_dir)
-    return describe_manifest(manifest)
-
-
-def describe_manifest(manifest: dict) -> dict:
-    """A manifest with counts in place of its per-document and per-file records."""
-    skipped = manifest.get("skipped") or {}
-    return {
-        **manifest,
-        "documents": f"{len(manifest['documents'])} documents",
-        "files": f"{len(manifest.get('files') or {})} files, each with its sha256",
-        "skipped": {doc_id: info.get("reason") for doc_id, info in skipped.items()},
-    }
-
-
 def read_manifest(index_dir: Path) -> tuple[Path, dict]:
     index_dir = Path(index_dir)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import rag
-from rag import batches, milvus
+from rag import batches, milvus, milvus_target
 from rag.chunking import chunk_document
 from rag.config import ChunkSettings, MilvusSettings
 from rag.documents import make_document
@@ -114,7 +114,7 @@ def test_an_edit_re_embeds_only_that_document_and_readers_switch_whole(tmp_path,
     recorder.texts.clear()
     open_milvus(edited[:-1], tmp_path, lite)
     assert recorder.texts == []  # a removal embeds nothing
-    target = milvus.MilvusTarget(lite)
+    target = milvus_target.MilvusTarget(lite)
     assert len(target.generations()) == 2 and target.current() == target.generations()[-1]
 
 
@@ -134,27 +134,27 @@ def test_a_build_killed_midway_leaves_the_previous_index_and_the_next_resumes(
     # killed again, while writing to Milvus: still the previous index for readers
     recorder.texts.clear()
     recorder.fail_on = None
-    real_insert = milvus.MilvusTarget.insert
+    real_insert = milvus_target.MilvusTarget.insert
 
     def dies_on_sentences(self, collection, rows):
         if collection.endswith("_s"):
             raise KeyboardInterrupt
         real_insert(self, collection, rows)
 
-    monkeypatch.setattr(milvus.MilvusTarget, "insert", dies_on_sentences)
+    monkeypatch.setattr(milvus_target.MilvusTarget, "insert", dies_on_sentences)
     with pytest.raises(KeyboardInterrupt):
         open_milvus([*tiny_docs, LIGHTHOUSE], tmp_path, lite)
     assert list(rag.Index.open(milvus=lite).documents) == list(before.documents)
-    monkeypatch.setattr(milvus.MilvusTarget, "insert", real_insert)
+    monkeypatch.setattr(milvus_target.MilvusTarget, "insert", real_insert)
 
     after = open_milvus([*tiny_docs, LIGHTHOUSE], tmp_path, lite)
     assert recorder.texts == passages_of([*tiny_docs[3:], LIGHTHOUSE])  # only what no batch had finished
     assert list(after.passages) == [c for d in [*tiny_docs, LIGHTHOUSE] for c in chunk_document(d)]
-    assert len(milvus.MilvusTarget(lite).generations()) == 2  # the half-written one is gone
+    assert len(milvus_target.MilvusTarget(lite).generations()) == 2  # the half-written one is gone
 
 
 def test_a_manifest_in_many_parts_reads_back(tmp_path, tiny_docs, lite, monkeypatch):
-    monkeypatch.setattr(milvus, "MANIFEST_PART", 40)
+    monkeypatch.setattr(milvus_target, "MANIFEST_PART", 40)
     built = open_milvus(tiny_docs, tmp_path, lite, multilingual=False)
     reopened = rag.Index.open(milvus=lite)
     assert dict(reopened.documents) == dict(built.documents) and not reopened.multilingual
@@ -213,7 +213,7 @@ def test_both_backends_keep_the_store_contract(tmp_path, tiny_docs, lite):
 
     open_milvus(tiny_docs, tmp_path, lite)
     rag.open_index(documents=tiny_docs, index_dir=tmp_path / "files", progress=False)
-    folder, held = load(tmp_path / "files", DEFAULT), milvus.MilvusTarget(lite).load(DEFAULT)
+    folder, held = load(tmp_path / "files", DEFAULT), milvus_target.MilvusTarget(lite).load(DEFAULT)
     rows = list(range(len(folder.passages)))
     for store in (folder, held):
         for query in ("bakery oven bakes bread", "steam trains at the station", "reading room"):
