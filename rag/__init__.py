@@ -7,7 +7,7 @@ This is the public API of rag::
 """
 
 from .api import ask, open_index, reset_default_index, retrieve
-from .config import LLMSettings
+from .config import LLMSettings, MilvusSettings
 from .errors import (
     DocumentUnreadable,
     IndexDamaged,
@@ -39,6 +39,7 @@ __all__ = [
     "Generation",
     "GeneratedAnswer",
     "LLMSettings",
+    "MilvusSettings",
     "RagError",
     "InvalidQuestion",
     "SourceNotFound",
