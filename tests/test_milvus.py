@@ -244,3 +244,11 @@ def test_a_reader_follows_builds_made_elsewhere(tmp_path, tiny_docs, lite, monke
     open_milvus([*tiny_docs, LIGHTHOUSE], tmp_path, lite)  # as python -m index build on another machine
     assert "lighthouse.txt" in reader.latest().documents and "lighthouse.txt" not in reader.documents
     assert rag.ask("When was the foghorn silenced?").citations[0].source == "lighthouse.txt"
+
+
+def test_the_chat_refuses_shared_uploads_into_an_index_in_milvus(lite, monkeypatch, capsys):
+    from ui.__main__ import main
+
+    monkeypatch.setenv("RAG_INDEX_URI", lite.uri)
+    assert main(["--shared-uploads"]) == 2
+    assert "--shared-uploads needs an index of local files" in capsys.readouterr().err

@@ -49,10 +49,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    print("Loading gradio…", flush=True)
-    from .app import Library, Sessions, create_app, launch_options
-
-    library = Library(source=args.source)
     milvus = get_settings().milvus
     if milvus is not None and args.shared_uploads:
         print(
@@ -61,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    print("Loading gradio…", flush=True)
+    from .app import Library, Sessions, create_app, launch_options
+
+    library = Library(source=args.source)
     if milvus is not None:
         print(f"Opening the index in Milvus at {milvus.uri} (collection {milvus.collection})…", flush=True)
     else:
