@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 multilingual=args.multilingual,
                 milvus=milvus,
             )
-            where = args.out if milvus is None else f"{milvus.uri} (collection {milvus.collection})"
+            where = args.out if milvus is None else milvus.location
             print(
                 f"index at {where}: {index.num_documents} documents, {index.num_passages} passages "
                 f"({time.perf_counter() - started:.1f} s)"

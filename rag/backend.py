@@ -53,6 +53,15 @@ class Store(Protocol):
 
     def document_passages(self, doc_id: str) -> range: ...
 
+    def newer(self) -> Store | None:
+        """The build in use now, where one made elsewhere replaced this one (an index on a server that
+        other processes build); else None."""
+        ...
+
+    def prefetch(self, rows: Sequence[int], *, multilingual: bool) -> None:
+        """Fetch ahead what a build copies of ``rows`` (a store on a server: in a few requests)."""
+        ...
+
     def dense(self, query: np.ndarray, depth: int) -> list[tuple[int, float]]:
         """The ``depth`` passages nearest ``query`` (a unit vector) by cosine, best first: (row, cosine)."""
         ...

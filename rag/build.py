@@ -81,7 +81,7 @@ def sync(
     if base is not None and base.has_multilingual != want:
         base = None  # nothing to copy from an index built the other way
     plan = _plan(items, old) if old is not None else None
-    if old is not None and _current(old, plan):
+    if old is not None and _current(target, old, plan):
         return old
     try:
         _claim(index_dir)
@@ -90,7 +90,7 @@ def sync(
                 # another build finished while this one waited: plan against what it wrote
                 old = _try_load(target, chunk, want, quiet=True)
                 plan = _plan(items, old) if old is not None else None
-                if old is not None and _current(old, plan):
+                if old is not None and _current(target, old, plan):
                     return old
             return _update(
                 items, target, chunk, old, plan, base, read=read, progress=progress, multilingual=want
@@ -186,7 +186,7 @@ def _try_load(
     return old
 
 
-def _current(old: Store, plan: list[Planned]) -> bool:
+def _current(target, old: Store, plan: list[Planned]) -> bool:
     """Whether ``old`` holds exactly the planned items, unchanged, and knows the ones it skipped as
     unreadable. Touched but unchanged files get their new size and mtime recorded (when the index is
     writable), so the next start does not hash them again."""
@@ -194,7 +194,7 @@ def _current(old: Store, plan: list[Planned]) -> bool:
     if any(not (p.same or p.known_bad) for p in plan) or len(have) != sum(p.same for p in plan):
         return False
     if any(p.stamp and p.stamp != {k: have[p.id].get(k) for k in STAMP} for p in plan if p.same):
-        _restamp(target_of(old), old, plan)
+        _restamp(target, old, plan)
     return True
 
 
@@ -298,14 +298,6 @@ def _restamp(target, old: Store, plan: list[Planned], *, skipped: dict | None = 
     if skipped is not None:
         old.manifest["skipped"] = skipped
     target.restamp(old)
-
-
-def target_of(old: Store):
-    if isinstance(old, StoredIndex):
-        return Folder(old.path.parent)
-    from .milvus_target import MilvusTarget
-
-    return MilvusTarget(old.settings)
 
 
 class _Busy(Exception):

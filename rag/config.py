@@ -57,6 +57,11 @@ class MilvusSettings:
             )
 
     @property
+    def location(self) -> str:
+        """Where the index is, for messages."""
+        return f"{self.uri} (collection {self.collection})"
+
+    @property
     def lite(self) -> bool:
         """Whether this is Milvus Lite: a local file, not a server."""
         return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))

@@ -198,11 +198,10 @@ def gather(plan, old: Store | None, work: Batches) -> Iterator[Gathered]:
     """The documents of ``plan`` in order: unchanged ones copied from ``old``, the rest from ``work``'s
     finished batches; a file that could not be read is left out (the reader said why)."""
     plan = list(plan)
-    warm = getattr(old, "prefetch", None)  # a store on a server reads many passages in one request
     for n, (doc_id, sha, same, stamp, _) in enumerate(plan):
-        if warm is not None and n % PREFETCH_DOCS == 0:
+        if old is not None and n % PREFETCH_DOCS == 0:  # a store on a server: many passages a request
             ahead = [old.document_passages(p.id) for p in plan[n : n + PREFETCH_DOCS] if p.same]
-            warm([i for rows in ahead for i in rows], multilingual=work.multilingual)
+            old.prefetch([i for rows in ahead for i in rows], multilingual=work.multilingual)
         if same:
             meta = old.manifest["documents"][doc_id]
             records, vecs, sents, other = copy_document(

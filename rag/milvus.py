@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,11 +38,10 @@ import numpy as np
 
 from . import multilingual
 from .backend import best_by_row
-from .chunking import Passage
 from .config import ChunkSettings, MilvusSettings
 from .embedding import DIMENSION
 from .errors import IndexDamaged, IndexUnavailable
-from .store import Documents, passage_from_record
+from .store import Documents, PassageRecords
 
 log = logging.getLogger("rag")
 
@@ -103,7 +102,7 @@ def search_text(words: list[str]) -> str:
     return " ".join(w.replace("'", "") for w in words)
 
 
-class MilvusPassages(Sequence[Passage]):
+class MilvusPassages(PassageRecords):
     """The passages of a generation, fetched by row when asked for (the most recent ones kept)."""
 
     KEEP = 16384
@@ -115,18 +114,6 @@ class MilvusPassages(Sequence[Passage]):
 
     def __len__(self) -> int:
         return self._count
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"passage {i} out of range")
-        return passage_from_record(json.loads(self.raw(i)))
-
-    def __iter__(self) -> Iterator[Passage]:
-        return (self[i] for i in range(len(self)))
 
     def raw(self, i: int) -> bytes:
         i = int(i)
@@ -163,7 +150,7 @@ class MilvusIndex:
         self.manifest = manifest
         self._chunk = chunk
         self._checked = time.monotonic()
-        self.location = f"{settings.uri} (collection {settings.collection})"
+        self.location = settings.location
         self._client = client(settings)
         self._passages = MilvusPassages(self, int(manifest["num_chunks"]))
         self._seen: dict[int, dict] = {}  # fields of passages that searches brought back
@@ -200,11 +187,13 @@ class MilvusIndex:
     def document_passages(self, doc_id: str) -> range:
         return self.documents[doc_id].passages
 
-    def get(self, rows: Sequence[int], fields: list[str], collection: str | None = None) -> list[dict]:
+    def get(self, keys: Sequence, fields: list[str], collection: str | None = None) -> list[dict]:
+        """Rows of ``collection`` (default: the passages) by key, in requests of at most 1,000 keys (a
+        query's expression has a size limit)."""
         out = []
-        for i in range(0, len(rows), 1000):  # a query's expression has a size limit
+        for i in range(0, len(keys), 1000):
             out += self._client.get(
-                collection or self.collection, ids=list(rows[i : i + 1000]), output_fields=fields
+                collection or self.collection, ids=list(keys[i : i + 1000]), output_fields=fields
             )
         return out
 
@@ -331,12 +320,7 @@ class MilvusIndex:
         self._passages.prefetch(rows)
         counts = [len(json.loads(self._passages.raw(i))["sentences"]) for i in rows]
         keys = [r * SENTENCE_SLOTS + j for r, c in zip(rows, counts, strict=True) for j in range(c)]
-        found = {}
-        for i in range(0, len(keys), 1000):
-            for s in self._client.get(
-                self.collection + "_s", ids=keys[i : i + 1000], output_fields=["vector"]
-            ):
-                found[s["key"]] = s["vector"]
+        found = {s["key"]: s["vector"] for s in self.get(keys, ["vector"], self.collection + "_s")}
         for r, c in zip(rows, counts, strict=True):
             vecs = [found[r * SENTENCE_SLOTS + j] for j in range(c)]
             out[r] = np.asarray(vecs, dtype=np.float32).reshape(c, DIMENSION)
@@ -368,10 +352,5 @@ class MilvusIndex:
         return sorted({h["word"] for h in near})
 
     def known_word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
-        out = {}
-        for i in range(0, len(words), 1000):
-            for r in self._client.get(
-                self.collection + "_w", ids=list(words[i : i + 1000]), output_fields=["vector"]
-            ):
-                out[r["word"]] = np.asarray(r["vector"], dtype=np.float16)
-        return out
+        found = self.get(list(words), ["vector"], self.collection + "_w")
+        return {r["word"]: np.asarray(r["vector"], dtype=np.float16) for r in found}

@@ -42,7 +42,7 @@ class MilvusTarget:
         self.errors = (_pymilvus().MilvusException,)  # what a failed write raises, besides OSError
         self.settings = settings
         self.work_dir = work_dir
-        self.location = f"{settings.uri} (collection {settings.collection})"
+        self.location = settings.location
 
     @property
     def _client(self):

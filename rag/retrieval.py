@@ -93,8 +93,7 @@ class Index:
         """This index, or the one in use now where a build elsewhere replaced it: an index in Milvus, which
         ``python -m index build`` updates while chat servers read it. A folder index is brought up to
         date by :meth:`build` instead, so it is returned as it is."""
-        newer = getattr(self._stored, "newer", None)
-        store = newer() if newer is not None else None
+        store = self._stored.newer()
         return Index(store, fusion=self.fusion) if store is not None else self
 
     def ask(self, question: str, *, history: list[dict] | None = None, k: int = 5):
@@ -161,8 +160,7 @@ class Index:
             sims = (store.multilingual_vectors(only_lexical) @ query_vectors.T).max(axis=1)
             dense.update(zip(only_lexical, sims.tolist(), strict=True))
         self._fill_lexical(lexical, toks, list(dense))
-        top = lex_top[0][1] if lex_top else 1.0
-        fused = {i: DENSE_WEIGHT * dense[i] + (1 - DENSE_WEIGHT) * lexical[i] / top for i in dense}
+        fused = _convex(dense, lexical, lex_top)
         ranked = self._distinct(sorted(fused, key=lambda i: (-fused[i], i))[: max(RESCORE, k)], k)
         return [Hit(i, fused[i], dense[i], lexical[i]) for i in ranked]
 
@@ -190,8 +188,7 @@ class Index:
         else:
             self._fill_dense(dense, [i for i in lexical if i not in dense], query_vector)
             self._fill_lexical(lexical, toks, list(dense))
-            top = lex_top[0][1] if lex_top else 1.0
-            fused = {i: DENSE_WEIGHT * dense[i] + (1 - DENSE_WEIGHT) * lexical[i] / top for i in dense}
+            fused = _convex(dense, lexical, lex_top)
         best = sorted(fused, key=lambda i: -fused[i])[: max(RESCORE, k)]
         # a hit from one ranking is scored by the other too, so every hit carries both signals
         self._fill_dense(dense, [i for i in best if i not in dense], query_vector)
@@ -258,6 +255,12 @@ class Index:
             answer_end=answer[1] if answer else None,
             page=bisect.bisect_right(pages, where) if pages else None,
         )
+
+
+def _convex(dense: dict[int, float], lexical: dict[int, float], lex_top: list) -> dict[int, float]:
+    """Convex fusion of each passage's cosine and its BM25 score normalised to the best one's."""
+    top = lex_top[0][1] if lex_top else 1.0
+    return {i: DENSE_WEIGHT * dense[i] + (1 - DENSE_WEIGHT) * lexical[i] / top for i in dense}
 
 
 def _overlap(a: Passage, b: Passage) -> int:

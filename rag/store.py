@@ -69,19 +69,8 @@ def expected_settings(chunk: ChunkSettings) -> dict:
     }
 
 
-class PassageTable(Sequence[Passage]):
-    """The passages of a generation, parsed one line at a time from a memory-mapped ``chunks.jsonl``:
-    opening an index of any size reads no passage until a question needs it."""
-
-    def __init__(self, path: Path, offsets: np.ndarray):
-        self._offsets = offsets
-        self._file = path.open("rb")
-        size = os.fstat(self._file.fileno()).st_size
-        self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        self._parse = lru_cache(maxsize=16384)(self._parse_line)
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
+class PassageRecords(Sequence[Passage]):
+    """Passages by row, each parsed from its JSON Lines record (``raw(i)``) when asked for."""
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -90,16 +79,31 @@ class PassageTable(Sequence[Passage]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"passage {i} out of range")
-        return self._parse(i)
+        return self._passage(i)
 
     def __iter__(self) -> Iterator[Passage]:
         return (self[i] for i in range(len(self)))
 
+    def _passage(self, i: int) -> Passage:
+        return passage_from_record(json.loads(self.raw(i)))  # raw(i): each subclass's record
+
+
+class PassageTable(PassageRecords):
+    """The passages of a generation, parsed one line at a time from a memory-mapped ``chunks.jsonl``:
+    opening an index of any size reads no passage until a question needs it."""
+
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self._offsets = offsets
+        self._file = path.open("rb")
+        size = os.fstat(self._file.fileno()).st_size
+        self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._passage = lru_cache(maxsize=16384)(super()._passage)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
     def raw(self, i: int) -> bytes:
         return bytes(self._data[int(self._offsets[i]) : int(self._offsets[i + 1])])
-
-    def _parse_line(self, i: int) -> Passage:
-        return passage_from_record(json.loads(self.raw(i)))
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,7 @@ class StoredIndex:
     word_vectors: np.ndarray | None = None  # words x 512 float16, memory-mapped
 
     _cache: dict = field(default_factory=dict, repr=False, compare=False)  # float32 copies, last BM25 query
-
-    # what rag.backend.Store asks of an index
+    # below: what rag.backend.Store asks of an index
 
     @property
     def location(self) -> str:
@@ -191,6 +194,12 @@ class StoredIndex:
         part = np.argpartition(-scores, depth)[:depth] if depth < len(scores) else np.arange(len(scores))
         part = part[np.argsort(-scores[part], kind="stable")]
         return [(int(i), float(scores[i])) for i in part if scores[i] > 0]
+
+    def newer(self) -> None:  # a folder index is brought up to date by rag.build.sync, in this process
+        return None
+
+    def prefetch(self, rows: Sequence[int], *, multilingual: bool) -> None:  # memory-mapped: nothing to do
+        pass
 
     def lexical_later(self, terms: list[str], depth: int):
         return lambda: self.lexical(terms, depth)  # in this process: nothing to overlap

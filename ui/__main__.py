@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     library = Library(source=args.source)
     if milvus is not None:
-        print(f"Opening the index in Milvus at {milvus.uri} (collection {milvus.collection})…", flush=True)
+        print(f"Opening the index in Milvus at {milvus.location}…", flush=True)
     else:
         print(f"Opening the index of {library.source} in {library.index_dir}…", flush=True)
     try:
