@@ -2,18 +2,19 @@
 server or cluster, through the same client (``pip install -e ".[milvus]"``). :mod:`rag.milvus_target`
 finds the build in use and writes new ones.
 
-A build writes a whole new generation of collections, then points the alias (the index's name, default
-``rag``) at it: readers see the old index or the new one, never half of one. A generation ``<name>__g<id>``
-is four collections:
+A build writes a whole new generation of collections named after the index (default ``rag``), and its
+manifest last: readers see the old index or the new one, never half of one. A generation
+``<name>__g<id>`` is three collections:
 
     <name>__g<id>       one row per passage: its row number (key), its JSON record (as chunks.jsonl),
                         its search terms (BM25, Milvus's own, by a BM25 function over them), its vector,
-                        and its multilingual vector when built
-    <name>__g<id>_s     one row per sentence: key row * 1024 + position, its vector
+                        its sentences' vectors (float16, one base64 string each: the folder index's
+                        values, fetched with the passage), and its multilingual vector when built
     <name>__g<id>_w     the passages' English words and their multilingual vectors (when built)
     <name>__g<id>_k     keys and values: the manifest, cut into parts ("manifest/00000"...; "manifest"
                         says how many, and is written last), and each search term's document frequency
 
+Readers open the newest generation whose manifest is complete (no alias: Milvus Lite has none).
 The previous generation is kept until the next build, so a reader that opened it keeps working; anything
 older, and any generation a killed build left half-written, is dropped by the next build. The work in
 progress (finished batches, resumed after a kill) and the build lock stay in a local folder, as for a
@@ -22,13 +23,14 @@ folder index.
 
 from __future__ import annotations
 
+import base64
 import functools
-import json
 import logging
 import math
 import os
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +48,8 @@ from .store import Documents, PassageRecords
 log = logging.getLogger("rag")
 
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults, which the folder backend uses
-SENTENCE_SLOTS = 1024  # a sentence's key is its passage's row * this + its position in the passage
+MAX_SENTENCES = 1024  # sentence vectors a passage row holds
+LAYOUT = 2  # of the collections; an index written in another is rebuilt (1 kept sentences apart)
 MAX_RECORD = 65_535  # bytes of one passage record
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
@@ -81,7 +84,11 @@ def client(settings: MilvusSettings):
             if settings.database:
                 options["db_name"] = settings.database
             try:
-                _clients[key] = MilvusClient(settings.uri, **options)
+                with warnings.catch_warnings():
+                    # Milvus Lite 2.5 reads its version through pkg_resources, which warns that it is
+                    # deprecated, on every start
+                    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+                    _clients[key] = MilvusClient(settings.uri, **options)
             except Exception as e:  # pymilvus raises its own and gRPC's errors
                 raise IndexUnavailable(f"cannot reach Milvus at {settings.uri}: {_why(e)}") from e
         return _clients[key]
@@ -95,6 +102,16 @@ def _pool() -> ThreadPoolExecutor:
 
 def _why(e: Exception) -> str:
     return str(getattr(e, "message", None) or e).splitlines()[0][:200]
+
+
+def pack_sentences(vectors: np.ndarray) -> list[str]:
+    """A passage's sentence vectors as its row keeps them: float16, one base64 string per sentence."""
+    return [base64.b64encode(v.astype(np.float16).tobytes()).decode("ascii") for v in vectors]
+
+
+def unpack_sentences(packed: Sequence[str]) -> np.ndarray:
+    raw = b"".join(base64.b64decode(v) for v in packed)
+    return np.frombuffer(raw, dtype=np.float16).reshape(len(packed), DIMENSION)
 
 
 def search_text(words: list[str]) -> str:
@@ -241,13 +258,13 @@ class MilvusIndex:
         )
 
     def _key(self, collection: str) -> str:
-        return {"_s": "key", "_w": "word", "_k": "key"}.get(collection[-2:], "row")
+        return {"_w": "word", "_k": "key"}.get(collection[-2:], "row")
 
     def dense(self, query: np.ndarray, depth: int) -> list[tuple[int, float]]:
         vector = [query.astype(np.float32).tolist()]
         (hits,) = self._search(self.collection, vector, "dense", depth, "IP", ("record", "terms"))
-        self._keep([{"row": h["row"], **h["entity"]} for h in hits])
-        return [(int(h["row"]), float(h["distance"])) for h in hits]
+        self._keep([{"row": h["id"], **h["entity"]} for h in hits])
+        return [(int(h["id"]), float(h["distance"])) for h in hits]
 
     def passage_vectors(self, rows: Sequence[int]) -> np.ndarray:
         return self._ordered(rows, "dense")
@@ -256,16 +273,16 @@ class MilvusIndex:
         text = search_text(words)
         if not text or not any(self._frequencies(words).values()):
             return []
-        (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", ("record", "terms"))
-        self._keep([{"row": h["row"], **h["entity"]} for h in hits])
+        # with their vectors: the passages BM25 finds that the dense search did not are scored by both
+        outputs = ("record", "terms", "dense")
+        (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", outputs)
+        self._keep([{"row": h["id"], **h["entity"]} for h in hits])
         # Milvus scores BM25 with a factor (k1 + 1) that bm25s leaves out, and as a negated distance
-        scored = [(int(h["row"]), abs(float(h["distance"])) / (BM25_K1 + 1)) for h in hits]
+        scored = [(int(h["id"]), abs(float(h["distance"])) / (BM25_K1 + 1)) for h in hits]
         return [(i, s) for i, s in scored if s > 0]
 
     def lexical_later(self, words: list[str], depth: int):
-        if self.settings.lite:
-            # Milvus Lite searches in this process, holding the GIL: nothing would run meanwhile
-            return lambda: self.lexical(words, depth)
+        # Milvus (Lite too: its engine runs in a process of its own) searches while this one embeds
         return _pool().submit(self.lexical, words, depth).result
 
     def lexical_scores(self, words: list[str], rows: Sequence[int]) -> np.ndarray:
@@ -307,39 +324,22 @@ class MilvusIndex:
         return {t: self._df[t] for t in words}
 
     def passage_sentences(self, rows: Sequence[int]) -> list[np.ndarray]:
-        found = self._fetch_sentences(rows)
-        return [found[int(r)] for r in rows]
-
-    def _fetch_sentences(self, rows: Sequence[int]) -> dict[int, np.ndarray]:
-        out = {
-            int(r): self._seen[int(r)]["sentences"] for r in rows if "sentences" in self._seen.get(int(r), ())
-        }
-        rows = [int(r) for r in rows if int(r) not in out]
-        if not rows:
-            return out
-        self._passages.prefetch(rows)
-        counts = [len(json.loads(self._passages.raw(i))["sentences"]) for i in rows]
-        keys = [r * SENTENCE_SLOTS + j for r, c in zip(rows, counts, strict=True) for j in range(c)]
-        found = {s["key"]: s["vector"] for s in self.get(keys, ["vector"], self.collection + "_s")}
-        for r, c in zip(rows, counts, strict=True):
-            vecs = [found[r * SENTENCE_SLOTS + j] for j in range(c)]
-            out[r] = np.asarray(vecs, dtype=np.float32).reshape(c, DIMENSION)
-            self._seen.setdefault(r, {})["sentences"] = out[r]
-        return out
+        found = self._fields(rows, ("sentences",))
+        return [unpack_sentences(found[int(r)]["sentences"]) for r in rows]
 
     def prefetch(self, rows: Sequence[int], *, multilingual: bool) -> None:
         """Fetch what a build copies of ``rows`` - records, vectors, sentence vectors - in few requests."""
         if rows:
-            self._fields(rows, ("record", "dense", "multilingual") if multilingual else ("record", "dense"))
-            self._fetch_sentences(rows)
+            fields = ("record", "dense", "sentences") + (("multilingual",) if multilingual else ())
+            self._fields(rows, fields)
 
     def multilingual_dense(self, queries: np.ndarray, depth: int) -> list[tuple[int, float]]:
         if not self.has_multilingual:
             return []
         vectors = queries.astype(np.float32).tolist()
         hits = self._search(self.collection, vectors, "multilingual", depth, "IP", ("record", "terms"))
-        self._keep([{"row": h["row"], **h["entity"]} for q in hits for h in q])
-        return best_by_row([(int(h["row"]), float(h["distance"])) for q in hits for h in q], depth)
+        self._keep([{"row": h["id"], **h["entity"]} for q in hits for h in q])
+        return best_by_row([(int(h["id"]), float(h["distance"])) for q in hits for h in q], depth)
 
     def multilingual_vectors(self, rows: Sequence[int]) -> np.ndarray:
         return self._ordered(rows, "multilingual")
@@ -349,7 +349,7 @@ class MilvusIndex:
             return []
         hits = self._search(self.collection + "_w", pieces.astype(np.float32).tolist(), "vector", 1, "IP")
         near = [q[0] for q in hits if q and float(q[0]["distance"]) >= multilingual.MIN_WORD_SIMILARITY]
-        return sorted({h["word"] for h in near})
+        return sorted({h["id"] for h in near})
 
     def known_word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
         found = self.get(list(words), ["vector"], self.collection + "_w")

@@ -4,8 +4,8 @@ generations behind it, and writing one (:mod:`rag.milvus` reads them; it describ
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,12 +19,14 @@ from .errors import IndexDamaged, IndexMismatch, IndexNotFound, IndexUnavailable
 from .milvus import (
     BM25_B,
     BM25_K1,
+    LAYOUT,
     MAX_RECORD,
-    SENTENCE_SLOTS,
+    MAX_SENTENCES,
     MilvusIndex,
     _pymilvus,
     _why,
     client,
+    pack_sentences,
     search_text,
 )
 from .nlp import terms
@@ -56,13 +58,15 @@ class MilvusTarget:
         write_milvus_generation(self, chunk, plan, old, work, skipped=skipped, progress=progress)
 
     def current(self) -> str | None:
-        """The collection the alias points at now; None when there is none."""
-        connection = self._client
+        """The generation readers open: the newest one whose manifest is complete (a build writes the
+        manifest's head last); None when there is none. No alias is needed, so this works on every Milvus,
+        Milvus Lite included, which offers none."""
         try:
-            aliases = connection.list_aliases().get("aliases", [])
-            if self.settings.collection not in aliases:
-                return None
-            return connection.describe_alias(self.settings.collection)["collection_name"]
+            for name in reversed(self.generations()):
+                self._client.load_collection(name + "_k")
+                if self._client.get(name + "_k", ids=["manifest"], output_fields=["number"]):
+                    return name
+            return None
         except Exception as e:
             raise IndexUnavailable(f"cannot reach Milvus at {self.settings.uri}: {_why(e)}") from e
 
@@ -82,6 +86,11 @@ class MilvusTarget:
                 "run: python -m index build --backend milvus"
             ) from e
         check_compatible(manifest, chunk, self.location)
+        if manifest.get("backend", {}).get("layout") != LAYOUT:
+            raise IndexMismatch(
+                f"the index at {self.location} was written by an earlier version - rebuild it: "
+                "python -m index build --backend milvus"
+            )
         if (
             manifest.get("multilingual")
             and manifest["multilingual"].get("model") != multilingual.model_name()
@@ -96,7 +105,7 @@ class MilvusTarget:
         """Load a generation's collections into memory for search (a no-op for those loaded already;
         Milvus Lite releases them when its process ends)."""
         have = set(self._client.list_collections())
-        for collection in (name + suffix for suffix in ("", "_s", "_w", "_k")):
+        for collection in (name + suffix for suffix in ("", "_w", "_k")):
             if collection in have:
                 self._client.load_collection(collection)
 
@@ -123,6 +132,7 @@ class MilvusTarget:
         self._client.upsert(
             name + "_k", [{"key": "manifest", "text": "", "number": len(parts), "v": [1.0, 0.0]}]
         )
+        self._client.flush(name + "_k")
 
     def restamp(self, old: MilvusIndex) -> None:
         with contextlib.suppress(Exception):
@@ -142,19 +152,14 @@ class MilvusTarget:
             with contextlib.suppress(Exception):
                 self._client.drop_collection(name + suffix)
 
-    def point(self, name: str) -> None:
-        alias = self.settings.collection
-        if alias in self._client.list_aliases().get("aliases", []):
-            self._client.alter_alias(name, alias)
-        else:
-            self._client.create_alias(name, alias)
-
     def new_generation(self, *, with_multilingual: bool) -> str:
         """Create the empty collections of a new generation; returns its name."""
         from pymilvus import DataType, Function, FunctionType
 
         c = self._client
-        name = f"{self.settings.collection}__g{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:8]}"
+        # names sort in the order the builds began: the newest complete one is the index in use
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S%f")
+        name = f"{self.settings.collection}__g{stamp}_{uuid.uuid4().hex[:8]}"
         vector_index = "FLAT" if self.settings.lite else "AUTOINDEX"  # Lite: exact, as the folder index
         s = c.create_schema(auto_id=False)
         s.add_field("row", DataType.INT64, is_primary=True)
@@ -168,6 +173,13 @@ class MilvusTarget:
         )
         s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         s.add_field("dense", DataType.FLOAT_VECTOR, dim=DIMENSION)
+        s.add_field(
+            "sentences",
+            DataType.ARRAY,
+            element_type=DataType.VARCHAR,
+            max_capacity=MAX_SENTENCES,
+            max_length=4 * (2 * DIMENSION + 2) // 3,
+        )
         if with_multilingual:
             s.add_field("multilingual", DataType.FLOAT_VECTOR, dim=multilingual.DIMENSION)
         s.add_function(
@@ -189,20 +201,13 @@ class MilvusTarget:
         if with_multilingual:
             p.add_index("multilingual", index_type=vector_index, metric_type="IP")
         c.create_collection(name, schema=s, index_params=p)
-        for suffix, key, dim in (
-            ("_s", ("key", DataType.INT64), DIMENSION),
-            ("_w", ("word", DataType.VARCHAR), multilingual.DIMENSION),
-        ):
-            if suffix == "_w" and not with_multilingual:
-                continue
+        if with_multilingual:
             s = c.create_schema(auto_id=False)
-            s.add_field(
-                key[0], key[1], is_primary=True, **({"max_length": 512} if key[1] == DataType.VARCHAR else {})
-            )
-            s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            s.add_field("word", DataType.VARCHAR, is_primary=True, max_length=512)
+            s.add_field("vector", DataType.FLOAT_VECTOR, dim=multilingual.DIMENSION)
             p = c.prepare_index_params()
             p.add_index("vector", index_type=vector_index, metric_type="IP")
-            c.create_collection(name + suffix, schema=s, index_params=p)
+            c.create_collection(name + "_w", schema=s, index_params=p)
         s = c.create_schema(auto_id=False)
         s.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
         s.add_field("text", DataType.VARCHAR, max_length=65_535)
@@ -217,7 +222,7 @@ class MilvusTarget:
         """Persist the generation's collections as indexed segments: until then Milvus Lite searches its
         rows in memory one by one (a BM25 search over 5,000 passages took seconds)."""
         have = set(self._client.list_collections())
-        for collection in (name + suffix for suffix in ("", "_s", "_w", "_k")):
+        for collection in (name + suffix for suffix in ("", "_w", "_k")):
             if collection in have:
                 self._client.flush(collection)
 
@@ -231,7 +236,8 @@ class MilvusTarget:
 
 def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, skipped, progress) -> None:
     """Write a new generation in Milvus - unchanged documents copied from ``old``, the rest from ``work`` -
-    and point the alias at it. Only the previous generation is kept, for readers that opened it."""
+    and its manifest last, which makes it the one readers open. Only the previous generation is kept, for
+    readers that opened it."""
     from tqdm import tqdm
 
     from .generation import gather, new_manifest, word_vectors
@@ -247,13 +253,13 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
         vocabulary: set[str] = set()
         n = sentences = length = 0
         passages: list[dict] = []
-        sentence_rows: list[dict] = []
         bar = tqdm(plan, desc="writing", unit="doc", disable=not progress or len(plan) < 5000)
         for doc in gather(bar, old, work):
             for j, rec in enumerate(doc.records):
-                if len(rec) > MAX_RECORD:
+                if len(rec) > MAX_RECORD or len(doc.sentences[j]) > MAX_SENTENCES:
                     raise IndexUpdateFailed(
-                        f"a passage of {doc.id} is too long for Milvus ({len(rec):,} bytes)"
+                        f"a passage of {doc.id} is too long for Milvus ({len(rec):,} bytes, "
+                        f"{len(doc.sentences[j]):,} sentences)"
                     )
                 text = passage_from_record(json.loads(rec)).embedding_text
                 words = search_text(terms(text)).split()
@@ -261,23 +267,18 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
                 length += len(words)
                 row = {"row": n + j, "record": rec.decode("utf-8"), "terms": " ".join(words)}
                 row["dense"] = doc.vectors[j].astype(np.float32).tolist()
+                row["sentences"] = pack_sentences(doc.sentences[j])
                 if doc.multilingual is not None:
                     row["multilingual"] = doc.multilingual[j].astype(np.float32).tolist()
                     vocabulary |= multilingual.vocabulary(text)
                 passages.append(row)
-                for p, vec in enumerate(doc.sentences[j]):
-                    sentence_rows.append(
-                        {"key": (n + j) * SENTENCE_SLOTS + p, "vector": vec.astype(np.float32).tolist()}
-                    )
                 sentences += len(doc.sentences[j])
             documents[doc.id] = doc.manifest_record(first=n)
             n += len(doc.records)
             if len(passages) >= INSERT_ROWS:
                 target.insert(name, passages)
-                target.insert(name + "_s", sentence_rows)
-                passages, sentence_rows = [], []
+                passages = []
         target.insert(name, passages)
-        target.insert(name + "_s", sentence_rows)
         target.insert(
             name + "_k", [{"key": f"df/{t}", "text": "", "number": c, "v": [1.0, 0.0]} for t, c in df.items()]
         )
@@ -293,12 +294,11 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
             )
         manifest = {
             **new_manifest(chunk, documents, skipped, work.multilingual, n, sentences),
-            "backend": {"kind": "milvus", "collection": name},
+            "backend": {"kind": "milvus", "collection": name, "layout": LAYOUT},
             "terms_per_passage": length / n if n else 1.0,
         }
-        target.write_manifest(name, manifest)  # last: a generation with a manifest is complete
         target.seal(name)
-        target.point(name)
+        target.write_manifest(name, manifest)  # last: from now on readers open this generation
     except BaseException:
         target.drop(name)
         raise

@@ -136,12 +136,12 @@ def test_a_build_killed_midway_leaves_the_previous_index_and_the_next_resumes(
     recorder.fail_on = None
     real_insert = milvus_target.MilvusTarget.insert
 
-    def dies_on_sentences(self, collection, rows):
-        if collection.endswith("_s"):
+    def dies_on_terms(self, collection, rows):
+        if collection.endswith("_k"):  # the terms, written after the passages
             raise KeyboardInterrupt
         real_insert(self, collection, rows)
 
-    monkeypatch.setattr(milvus_target.MilvusTarget, "insert", dies_on_sentences)
+    monkeypatch.setattr(milvus_target.MilvusTarget, "insert", dies_on_terms)
     with pytest.raises(KeyboardInterrupt):
         open_milvus([*tiny_docs, LIGHTHOUSE], tmp_path, lite)
     assert list(rag.Index.open(milvus=lite).documents) == list(before.documents)
