@@ -38,8 +38,9 @@ class MilvusSettings:
     """An index kept in Milvus (:mod:`rag.milvus`) instead of local files.
 
     ``uri``: a file path for Milvus Lite (embedded, one process), or ``http://host:19530`` for a Milvus
-    server or cluster. ``collection`` names the index: an alias that points at the collection of the
-    build in use. ``token`` (``user:password`` or an API key) and ``database`` are a server's.
+    server or cluster. ``collection`` names the index: each build writes collections named after it, and
+    readers open the newest complete one. ``token`` (``user:password`` or an API key) and ``database``
+    are a server's.
     """
 
     uri: str

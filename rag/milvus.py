@@ -72,9 +72,6 @@ def _pymilvus():
 def client(settings: MilvusSettings):
     """One client per server and database per process (Milvus Lite allows one per file)."""
     MilvusClient = _pymilvus().MilvusClient
-    # Milvus Lite's in-process server logs each call pymilvus makes that it does not implement (such as
-    # AllocTimestamp, which pymilvus falls back from) as an error with a traceback
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     key = (settings.uri, settings.token, settings.database)
     with _clients_lock:
         if key not in _clients:
@@ -262,7 +259,8 @@ class MilvusIndex:
 
     def dense(self, query: np.ndarray, depth: int) -> list[tuple[int, float]]:
         vector = [query.astype(np.float32).tolist()]
-        (hits,) = self._search(self.collection, vector, "dense", depth, "IP", ("record", "terms"))
+        outputs = ("record", "terms", "sentences")  # the sentences: for the best passages' second stage
+        (hits,) = self._search(self.collection, vector, "dense", depth, "IP", outputs)
         self._keep([{"row": h["id"], **h["entity"]} for h in hits])
         return [(int(h["id"]), float(h["distance"])) for h in hits]
 
@@ -274,7 +272,7 @@ class MilvusIndex:
         if not text or not any(self._frequencies(words).values()):
             return []
         # with their vectors: the passages BM25 finds that the dense search did not are scored by both
-        outputs = ("record", "terms", "dense")
+        outputs = ("record", "terms", "dense", "sentences")
         (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", outputs)
         self._keep([{"row": h["id"], **h["entity"]} for h in hits])
         # Milvus scores BM25 with a factor (k1 + 1) that bm25s leaves out, and as a negated distance
