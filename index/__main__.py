@@ -106,7 +106,7 @@ def _milvus_options(parser: argparse.ArgumentParser, settings) -> None:
     parser.add_argument(
         "--collection",
         default=env.collection if env is not None else "rag",
-        help="Milvus: the index's name, an alias of the collection in use "
+        help="Milvus: the index's name, which its builds' collections are named after "
         "(default: RAG_INDEX_COLLECTION, else rag)",
     )
     parser.add_argument(

@@ -1,5 +1,5 @@
-"""Stage 4, optional backend: where a build writes an index in Milvus and readers find it - the alias, the
-generations behind it, and writing one (:mod:`rag.milvus` reads them; it describes the layout)."""
+"""Stage 4, optional backend: where a build writes an index in Milvus and readers find it - the newest
+complete generation - and writing one (:mod:`rag.milvus` reads them; it describes the layout)."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ INSERT_ROWS = 512
 
 
 class MilvusTarget:
-    """Where a build writes, and readers open, an index in Milvus: the alias ``settings.collection``.
-    ``work_dir`` is the local folder of the build's work in progress and lock."""
+    """Where a build writes, and readers open, an index in Milvus: the generations named after
+    ``settings.collection``. ``work_dir`` is the local folder of the build's work in progress and lock."""
 
     def __init__(self, settings: MilvusSettings, work_dir: Path | None = None):
         self.errors = (_pymilvus().MilvusException,)  # what a failed write raises, besides OSError

@@ -160,6 +160,19 @@ def test_a_manifest_in_many_parts_reads_back(tmp_path, tiny_docs, lite, monkeypa
     assert dict(reopened.documents) == dict(built.documents) and not reopened.multilingual
 
 
+def test_an_index_written_in_an_earlier_layout_is_rebuilt(tmp_path, tiny_docs, lite, recorder):
+    open_milvus(tiny_docs, tmp_path, lite, multilingual=False)
+    target = milvus_target.MilvusTarget(lite)
+    manifest = target.load(DEFAULT).manifest
+    target.write_manifest(target.current(), {**manifest, "backend": {**manifest["backend"], "layout": 1}})
+    with pytest.raises(rag.IndexMismatch, match="earlier version - rebuild"):
+        rag.Index.open(milvus=lite)
+    recorder.texts.clear()
+    rebuilt = open_milvus(tiny_docs, tmp_path, lite, multilingual=False)
+    assert recorder.texts == passages_of(tiny_docs)  # every passage embedded again
+    assert dict(rag.Index.open(milvus=lite).documents) == dict(rebuilt.documents)
+
+
 def test_no_index_in_milvus_says_how_to_build_one(lite):
     with pytest.raises(rag.IndexNotFound, match="python -m index build --backend milvus"):
         rag.Index.open(milvus=lite)
