@@ -33,6 +33,7 @@ MAX_NAME_CHARS = 60  # a longer name is cut in the reply
 _QUOTES = "\"'“”‘’«» "
 _NAME = re.compile(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\w,.]*\w|\d)")
 _ACRONYM = re.compile(r"^[A-Z0-9&]{2,6}s?$")
+_ENDS = re.compile(r"[.!?。！？…][\"'”’)\]]*$")  # a sentence's end
 
 _reader: Reader | None = None
 _reader_lock = threading.Lock()
@@ -162,8 +163,7 @@ def _reply(span: Span, hits: list[Hit], index: Index, kind: str) -> Answer:
     chunk = index.passages[hit.row]
     start, end = _strip(chunk.text, span.start, span.end)
     short = chunk.text[start:end]
-    s_start, s_end = _sentence(chunk, start, end)
-    support = _cut(chunk.text, s_start, s_end, start, end)
+    support = _support(index, hit.row, start, end)
     first = index.citation(hit, answer=(start, end))
     rest = [index.citation(h) for h in hits if h.row != hit.row]
     return Answer(False, [first, *rest], short, support, question_type=kind, confidence=_score(span))
@@ -179,6 +179,48 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     if m and end - start > 2:
         end -= 2
     return start, end
+
+
+def _support(index: Index, row: int, start: int, end: int) -> str:
+    """The sentence of passage ``row`` that holds the answer ``[start, end)`` (offsets in the passage), cut
+    to about MAX_SUPPORT_WORDS words around it. A sentence too long for one passage was cut by the chunker
+    into pieces, which may begin or end the passage: the pieces before and after it, from this passage and
+    its neighbours in the document, make it whole again (pieces meet at a space; a sentence ends with
+    its punctuation)."""
+    passage = index.passages[row]
+    text: dict[int, str] = {}  # the document's characters that these passages hold, by offset
+    pieces: set[tuple[int, int]] = set()
+    for r in (row - 1, row, row + 1):
+        p = index.passages[r] if 0 <= r < len(index.passages) else None
+        if p is not None and p.doc_id == passage.doc_id:
+            text.update((p.start + i, c) for i, c in enumerate(p.text))
+            pieces.update((x.start, x.end) for x in p.sentences)
+    order = sorted(pieces)
+    a, b = passage.start + start, passage.start + end
+    held = [i for i, (x, y) in enumerate(order) if x < b and y > a]
+    if not held:
+        s_start, s_end = _sentence(passage, start, end)
+        return _cut(passage.text, s_start, s_end, start, end)
+
+    def piece(i: int) -> str:
+        return "".join(text.get(j, "") for j in range(*order[i]))
+
+    def joined(i: int) -> bool:  # piece i runs on into piece i + 1
+        if order[i][1] > order[i + 1][0] or _ENDS.search(piece(i).rstrip()):
+            return False
+        # the space where the chunker cut may lie between two passages, in neither: then the piece after
+        # must go on in lower case
+        gap = "".join(text.get(j, "?") for j in range(order[i][1], order[i + 1][0]))
+        return gap in ("", " ") or (gap == "?" and piece(i + 1)[:1].islower())
+
+    lo, hi = held[0], held[-1]
+    while lo > 0 and joined(lo - 1):
+        lo -= 1
+    while hi + 1 < len(order) and joined(hi):
+        hi += 1
+    first, last = order[lo][0], order[hi][1]
+    whole = "".join(text.get(j, " ") for j in range(first, last))
+    return _cut(whole, 0, len(whole), a - first, b - first)
 
 
 def _sentence(chunk, start: int, end: int) -> tuple[int, int]:

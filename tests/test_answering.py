@@ -8,6 +8,7 @@ import re
 import pytest
 
 from rag import Document, ask, open_index
+from rag.chunking import chunk_document
 from rag.question import message_text, question_kind, read_question
 from rag.reader import Reader
 
@@ -198,6 +199,35 @@ def test_a_long_supporting_sentence_is_cut_around_the_answer(tmp_path):
     support = answer.text.split("\n\n", 1)[1]
     assert support.endswith("… [1]") and len(support.split()) <= 45
     assert "Ines Valk" in support
+
+
+@pytest.mark.parametrize(
+    ("quarters", "question"),
+    [  # the answer ends the first piece; it begins the second
+        (14, "Which architect did the hall committee choose?"),
+        (15, "Which architect did the committee choose to design the new river library?"),
+    ],
+)
+def test_a_sentence_cut_across_passages_is_quoted_whole(tmp_path, quarters, question):
+    # one sentence too long for one passage: the chunker cuts it into two pieces, in two passages
+    sides = "north south east west upper lower inner outer".split() * 2
+    towns = ", ".join(f"the {w} quarter of Elm" for w in sides[:quarters])
+    text = (
+        f"Over three winters the hall committee toured {towns} before it chose the architect Ines Valk "
+        "to design the new river library.\n"
+    )
+    doc = Document("hall.txt", "Elm Hall", None, text)
+    pieces = sorted({(s.start, s.end) for passage in chunk_document(doc) for s in passage.sentences})
+    assert len(pieces) == 2
+    cut = pieces[0][1]
+    index = open_index(documents=[doc], index_dir=tmp_path / "i")
+    answer = ask(question, index=index)
+    assert answer.short_answer == "Ines Valk"
+    support = answer.text.split("\n\n", 1)[1]
+    assert support.startswith("…") and support.endswith("the new river library. [1]")
+    quote = support.removeprefix("…").removesuffix(" [1]")
+    assert text.index(quote) < cut < text.index(quote) + len(quote)  # both pieces, as the document has them
+    assert len(support.split()) <= 45
 
 
 @pytest.mark.parametrize(
