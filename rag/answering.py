@@ -184,34 +184,52 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
 def _support(index: Index, row: int, start: int, end: int) -> str:
     """The sentence of passage ``row`` that holds the answer ``[start, end)`` (offsets in the passage), cut
     to about MAX_SUPPORT_WORDS words around it. A sentence too long for one passage was cut by the chunker
-    into pieces, which may begin or end the passage: the pieces before and after it, from this passage and
-    its neighbours in the document, make it whole again (pieces meet at a space; a sentence ends with
-    its punctuation)."""
+    into pieces, which may begin or end the passage: where the sentence reaches the passage's edge, the
+    neighbouring passage of the document is read too, to make it whole again."""
     passage = index.passages[row]
-    text: dict[int, str] = {}  # the document's characters that these passages hold, by offset
-    pieces: set[tuple[int, int]] = set()
-    for r in (row - 1, row, row + 1):
-        p = index.passages[r] if 0 <= r < len(index.passages) else None
-        if p is not None and p.doc_id == passage.doc_id:
-            text.update((p.start + i, c) for i, c in enumerate(p.text))
-            pieces.update((x.start, x.end) for x in p.sentences)
-    order = sorted(pieces)
     a, b = passage.start + start, passage.start + end
+    rows = [row]
+    while True:
+        found = _whole_sentence([index.passages[r] for r in rows], a, b)
+        if found is None:  # sentences unknown
+            s_start, s_end = _sentence(passage, start, end)
+            return _cut(passage.text, s_start, s_end, start, end)
+        text, first, to_start, to_end = found
+        edges = ((row - 1, to_start), (row + 1, to_end))
+        more = [r for r, reached in edges if reached and r not in rows and 0 <= r < len(index.passages)]
+        more = [r for r in more if index.passages[r].doc_id == passage.doc_id]
+        if not more:
+            return _cut(text, 0, len(text), a - first, b - first)
+        rows = sorted(rows + more)
+
+
+def _whole_sentence(passages: list, a: int, b: int) -> tuple[str, int, bool, bool] | None:
+    """The sentence holding document offsets ``[a, b)`` in ``passages`` (consecutive ones of a document):
+    the chunker's pieces around it joined where one runs on into the next (no closing punctuation, and
+    they meet at a space). Returns its text, its offset, and whether it reaches the first of these
+    pieces, or the last one still open; None when no piece holds the answer."""
+    base = passages[0].start
+    text = ""  # the document from base, NUL where none of these passages holds it
+    for p in passages:
+        text = text[: p.start - base].ljust(p.start - base, "\0") + p.text
+    order = sorted({(x.start, x.end) for p in passages for x in p.sentences})
     held = [i for i, (x, y) in enumerate(order) if x < b and y > a]
     if not held:
-        s_start, s_end = _sentence(passage, start, end)
-        return _cut(passage.text, s_start, s_end, start, end)
+        return None
 
     def piece(i: int) -> str:
-        return "".join(text.get(j, "") for j in range(*order[i]))
+        return text[order[i][0] - base : order[i][1] - base]
+
+    def closed(i: int) -> bool:
+        return bool(_ENDS.search(piece(i).rstrip()))
 
     def joined(i: int) -> bool:  # piece i runs on into piece i + 1
-        if order[i][1] > order[i + 1][0] or _ENDS.search(piece(i).rstrip()):
+        if order[i][1] > order[i + 1][0] or closed(i):
             return False
         # the space where the chunker cut may lie between two passages, in neither: then the piece after
         # must go on in lower case
-        gap = "".join(text.get(j, "?") for j in range(order[i][1], order[i + 1][0]))
-        return gap in ("", " ") or (gap == "?" and piece(i + 1)[:1].islower())
+        gap = text[order[i][1] - base : order[i + 1][0] - base]
+        return gap in ("", " ") or (gap == "\0" and piece(i + 1)[:1].islower())
 
     lo, hi = held[0], held[-1]
     while lo > 0 and joined(lo - 1):
@@ -219,8 +237,8 @@ def _support(index: Index, row: int, start: int, end: int) -> str:
     while hi + 1 < len(order) and joined(hi):
         hi += 1
     first, last = order[lo][0], order[hi][1]
-    whole = "".join(text.get(j, " ") for j in range(first, last))
-    return _cut(whole, 0, len(whole), a - first, b - first)
+    whole = text[first - base : last - base].replace("\0", " ")
+    return whole, first, lo == 0, hi == len(order) - 1 and not closed(hi)
 
 
 def _sentence(chunk, start: int, end: int) -> tuple[int, int]:
