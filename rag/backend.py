@@ -39,6 +39,9 @@ class Store(Protocol):
 
     location: str  # where it is, for messages: a folder, or a Milvus URI and collection
     manifest: dict  # settings, documents, skipped files (rag.store describes the fields)
+    # threads a question is embedded on: 1 where the index searches in a process of its own on this
+    # machine while the question is embedded (Milvus Lite), which leaves that process a core
+    query_threads: int
 
     @property
     def passages(self) -> PassageRecords: ...

@@ -129,10 +129,10 @@ def encode_passages(
     return passages, sentences
 
 
-def embed_query(text: str) -> np.ndarray:
+def embed_query(text: str, *, threads: int = 2) -> np.ndarray:
     """The normalised vector of one question: ``embed([text])[0]``, computed by the ONNX query encoder
-    when it can be had (see ``query_encoder``)."""
-    encoder = query_encoder()
+    when it can be had (see ``query_encoder``), on ``threads`` threads."""
+    encoder = query_encoder(threads)
     return encoder.encode([text])[0] if encoder is not None else embed([text])[0]
 
 
@@ -175,8 +175,8 @@ def encoder_dir() -> Path:
     return cache_dir() / "query-encoder" / f"all-MiniLM-L6-v2-{release}"
 
 
-@lru_cache(maxsize=1)
-def query_encoder() -> QueryEncoder | None:
+@lru_cache(maxsize=2)
+def query_encoder(threads: int = 2) -> QueryEncoder | None:
     """The ONNX query encoder, exported from the sentence-transformers model the first time it is needed
     on this machine (a few seconds, once). None when it cannot be had (the cache folder is not writable,
     or the ``onnx`` package is missing): questions are then embedded by sentence-transformers."""
@@ -184,7 +184,7 @@ def query_encoder() -> QueryEncoder | None:
     try:
         if not (folder / "model.onnx").is_file():
             export_query_encoder(folder)
-        return QueryEncoder(folder)
+        return QueryEncoder(folder, threads=threads)
     except (OSError, ImportError, RuntimeError):
         return None
 

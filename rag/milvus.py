@@ -7,7 +7,9 @@ manifest last: readers see the old index or the new one, never half of one. A ge
 ``<name>__g<id>`` is three collections:
 
     <name>__g<id>       one row per passage: its row number (key), its JSON record (as chunks.jsonl),
-                        its search terms (BM25, Milvus's own, by a BM25 function over them), its vector,
+                        its search terms (BM25, Milvus's own, by a BM25 function over them) and the
+                        document frequency of each distinct one (so that a passage another ranking
+                        found is scored by BM25 here, with no lookup of frequencies), its vector,
                         its sentences' vectors (float16, one base64 string each: the folder index's
                         values, fetched with the passage), and its multilingual vector when built
     <name>__g<id>_w     the passages' English words and their multilingual vectors (when built)
@@ -49,7 +51,8 @@ log = logging.getLogger("rag")
 
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults, which the folder backend uses
 MAX_SENTENCES = 1024  # sentence vectors a passage row holds
-LAYOUT = 2  # of the collections; an index written in another is rebuilt (1 kept sentences apart)
+LAYOUT = 3  # of the collections; an index written in another is rebuilt (1 kept sentences apart, 2 had
+# no document frequencies in the passage rows)
 MAX_RECORD = 65_535  # bytes of one passage record
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
@@ -165,6 +168,8 @@ class MilvusIndex:
         self._chunk = chunk
         self._checked = time.monotonic()
         self.location = settings.location
+        # Milvus Lite searches on this machine, in its own process, while the question is embedded
+        self.query_threads = 1 if settings.lite else 2
         self._client = client(settings)
         self._passages = MilvusPassages(self, int(manifest["num_chunks"]))
         self._seen: dict[int, dict] = {}  # fields of passages that searches brought back
@@ -259,7 +264,9 @@ class MilvusIndex:
 
     def dense(self, query: np.ndarray, depth: int) -> list[tuple[int, float]]:
         vector = [query.astype(np.float32).tolist()]
-        outputs = ("record", "terms", "sentences")  # the sentences: for the best passages' second stage
+        # the terms and their frequencies: to score by BM25 the passages the BM25 search did not find;
+        # the sentences: for the best passages' second stage
+        outputs = ("record", "terms", "dfs", "sentences")
         (hits,) = self._search(self.collection, vector, "dense", depth, "IP", outputs)
         self._keep([{"row": h["id"], **h["entity"]} for h in hits])
         return [(int(h["id"]), float(h["distance"])) for h in hits]
@@ -269,12 +276,13 @@ class MilvusIndex:
 
     def lexical(self, words: list[str], depth: int) -> list[tuple[int, float]]:
         text = search_text(words)
-        if not text or not any(self._frequencies(words).values()):
+        if not text:  # Milvus finds nothing for words no passage holds, too
             return []
         # with their vectors: the passages BM25 finds that the dense search did not are scored by both
-        outputs = ("record", "terms", "dense", "sentences")
+        outputs = ("record", "terms", "dfs", "dense", "sentences")
         (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", outputs)
         self._keep([{"row": h["id"], **h["entity"]} for h in hits])
+        self._note_frequencies(text.split(), [h["entity"] for h in hits], every=len(hits) < depth)
         # Milvus scores BM25 with a factor (k1 + 1) that bm25s leaves out, and as a negated distance
         scored = [(int(h["id"]), abs(float(h["distance"])) / (BM25_K1 + 1)) for h in hits]
         return [(i, s) for i, s in scored if s > 0]
@@ -284,42 +292,65 @@ class MilvusIndex:
         return _pool().submit(self.lexical, words, depth).result
 
     def lexical_scores(self, words: list[str], rows: Sequence[int]) -> np.ndarray:
-        """Computed here from each passage's terms, the terms' document frequencies and the mean passage
-        length, as Milvus computes them: a filtered Milvus search scores against the filtered rows only."""
+        """Computed here from each passage's terms, their document frequencies and the mean passage
+        length, as Milvus computes them: a filtered Milvus search scores against the filtered rows only.
+        A passage holds the frequencies of its own terms, which are all a score needs."""
         words = [w.replace("'", "") for w in words]
-        n = max(len(self._passages), 1)
-        idf = {
-            t: math.log(1 + (n - df + 0.5) / (df + 0.5))
-            for t in set(words)
-            if (df := self.document_frequency(t))
-        }
-        if not idf or not len(rows):
-            return np.zeros(len(rows))
-        found = {i: r["terms"].split() for i, r in self._fields(rows, ("terms",)).items()}
         out = np.zeros(len(rows))
+        if not words or not len(rows):
+            return out
+        n = max(len(self._passages), 1)
+        found = self._fields(rows, ("terms", "dfs"))
         for j, row in enumerate(rows):
-            toks = found.get(int(row), [])
-            tf, norm = Counter(toks), BM25_K1 * (1 - BM25_B + BM25_B * len(toks) / self._avgdl)
-            out[j] = sum(idf[t] * tf[t] / (tf[t] + norm) for t in words if t in idf and tf[t])
+            r = found.get(int(row))
+            if r is None:
+                continue
+            tf = Counter(r["terms"].split())  # its keys in order of first occurrence, as "dfs" is
+            df = dict(zip(tf, map(int, r["dfs"].split()), strict=True))
+            norm = BM25_K1 * (1 - BM25_B + BM25_B * tf.total() / self._avgdl)
+            out[j] = sum(
+                math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * tf[t] / (tf[t] + norm)
+                for t in words
+                if t in tf
+            )
         return out
 
-    def document_frequency(self, term: str) -> int:
-        return self._frequencies([term])[term.replace("'", "")]
+    def _note_frequencies(self, words: list[str], rows: list[dict], *, every: bool) -> None:
+        """Keep the document frequencies of ``words`` that ``rows`` hold (a row holds those of its own
+        terms), so that :meth:`document_frequency` need not ask Milvus for them. ``every``: ``rows`` are
+        every passage that holds any of ``words`` (a BM25 search that found fewer than it could return),
+        so a word none of them holds is in no passage."""
+        if len(self._df) > 100_000:
+            self._df.clear()
+        want = set(words) - self._df.keys()
+        for r in rows:
+            if not want:
+                return
+            toks = dict.fromkeys(r["terms"].split())
+            if found := want.intersection(toks):
+                df = dict(zip(toks, r["dfs"].split(), strict=True))
+                self._df.update((t, int(df[t])) for t in found)
+                want -= found
+        if every:
+            self._df.update(dict.fromkeys(want, 0))
 
-    def _frequencies(self, words: list[str]) -> dict[str, int]:
-        """Each term's document frequency: those not asked before fetched in one request (and kept; the
-        terms asked about are a small part of the vocabulary)."""
-        words = [w.replace("'", "") for w in words]
-        missing = sorted(set(words) - self._df.keys())
-        if missing:
-            found = self._client.get(
-                self.collection + "_k", ids=[f"df/{t}" for t in missing], output_fields=["number"]
-            )
-            got = {r["key"].removeprefix("df/"): int(r["number"]) for r in found}
-            if len(self._df) > 100_000:
-                self._df.clear()
-            self._df.update({t: got.get(t, 0) for t in missing})
-        return {t: self._df[t] for t in words}
+    def passage_terms(self, rows: Sequence[int]) -> list[str]:
+        """The search terms of passages ``rows`` as their rows hold them (space-separated)."""
+        found = {int(r["row"]): r["terms"] for r in self.get(list(rows), ["terms"])}
+        if len(found) < len(set(rows)):
+            raise IndexDamaged(f"the index at {self.location} is missing passages - rebuild it")
+        return [found[int(i)] for i in rows]
+
+    def document_frequency(self, term: str) -> int:
+        """The number of passages that hold ``term``: as a search brought it back (see
+        :meth:`_note_frequencies`), else asked of Milvus, and kept (the terms asked about are a small part
+        of the vocabulary)."""
+        term = term.replace("'", "")
+        df = self._df.get(term)
+        if df is None:
+            found = self._client.get(self.collection + "_k", ids=[f"df/{term}"], output_fields=["number"])
+            df = self._df[term] = int(found[0]["number"]) if found else 0
+        return df
 
     def passage_sentences(self, rows: Sequence[int]) -> list[np.ndarray]:
         found = self._fields(rows, ("sentences",))
@@ -335,7 +366,8 @@ class MilvusIndex:
         if not self.has_multilingual:
             return []
         vectors = queries.astype(np.float32).tolist()
-        hits = self._search(self.collection, vectors, "multilingual", depth, "IP", ("record", "terms"))
+        outputs = ("record", "terms", "dfs")
+        hits = self._search(self.collection, vectors, "multilingual", depth, "IP", outputs)
         self._keep([{"row": h["id"], **h["entity"]} for q in hits for h in q])
         return best_by_row([(int(h["id"]), float(h["distance"])) for q in hits for h in q], depth)
 

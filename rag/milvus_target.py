@@ -171,6 +171,7 @@ class MilvusTarget:
             enable_analyzer=True,
             analyzer_params={"tokenizer": "standard"},
         )
+        s.add_field("dfs", DataType.VARCHAR, max_length=65_535)  # of each distinct term, in order
         s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         s.add_field("dense", DataType.FLOAT_VECTOR, dim=DIMENSION)
         s.add_field(
@@ -234,6 +235,32 @@ class MilvusTarget:
         return f"cannot write the index at {self.location}: {_why(e)}"
 
 
+def passage_text(record: bytes) -> str:
+    return passage_from_record(json.loads(record)).embedding_text
+
+
+def search_words(text: str) -> list[str]:
+    """A passage's search terms, as its row keeps them."""
+    return search_text(terms(text)).split()
+
+
+def document_frequencies(plan, old: MilvusIndex | None, work) -> Counter[str]:
+    """Each search term's document frequency over the passages of ``plan``, counted before any is
+    written, so that each passage row can hold those of its own terms: the terms of unchanged documents
+    read from ``old``, those of the rest from ``work``'s finished batches."""
+    df: Counter[str] = Counter()
+    plan = list(plan)
+    kept = [i for p in plan if p.same for i in old.document_passages(p.id)]
+    for i in range(0, len(kept), INSERT_ROWS):
+        for words in old.passage_terms(kept[i : i + INSERT_ROWS]):
+            df.update(set(words.split()))
+    for p in plan:
+        if not p.same and (p.id, p.sha) in work.done:
+            for rec in work.done[p.id, p.sha].records:
+                df.update(set(search_words(passage_text(rec))))
+    return df
+
+
 def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, skipped, progress) -> None:
     """Write a new generation in Milvus - unchanged documents copied from ``old``, the rest from ``work`` -
     and its manifest last, which makes it the one readers open. Only the previous generation is kept, for
@@ -249,7 +276,7 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
     name = target.new_generation(with_multilingual=work.multilingual)
     try:
         documents: dict[str, dict] = {}
-        df: Counter[str] = Counter()
+        df = document_frequencies(plan, old, work)
         vocabulary: set[str] = set()
         n = sentences = length = 0
         passages: list[dict] = []
@@ -261,11 +288,11 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
                         f"a passage of {doc.id} is too long for Milvus ({len(rec):,} bytes, "
                         f"{len(doc.sentences[j]):,} sentences)"
                     )
-                text = passage_from_record(json.loads(rec)).embedding_text
-                words = search_text(terms(text)).split()
-                df.update(set(words))
+                text = passage_text(rec)
+                words = search_words(text)
                 length += len(words)
                 row = {"row": n + j, "record": rec.decode("utf-8"), "terms": " ".join(words)}
+                row["dfs"] = " ".join(str(df[t]) for t in dict.fromkeys(words))
                 row["dense"] = doc.vectors[j].astype(np.float32).tolist()
                 row["sentences"] = pack_sentences(doc.sentences[j])
                 if doc.multilingual is not None:

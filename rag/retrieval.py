@@ -176,7 +176,7 @@ class Index:
         toks = terms(query)
         lexical_hits = store.lexical_later(toks, depth)  # on a server, it runs while the question is embedded
         if query_vector is None:
-            query_vector = embed_query(query)
+            query_vector = embed_query(query, threads=store.query_threads)
         dense = dict(store.dense(query_vector, depth))
         lex_top = lexical_hits()
         lexical = dict(lex_top)

@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -163,6 +164,7 @@ class StoredIndex:
 
     _cache: dict = field(default_factory=dict, repr=False, compare=False)  # float32 copies, last BM25 query
     # below: what rag.backend.Store asks of an index
+    query_threads: ClassVar[int] = 2  # FAISS and bm25s search in this process, after the embedding
 
     @property
     def location(self) -> str:

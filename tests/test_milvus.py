@@ -245,6 +245,34 @@ def test_both_backends_keep_the_store_contract(tmp_path, tiny_docs, lite):
     assert [p.raw(0) for p in (held.passages, folder.passages)] == [folder.passages.raw(0)] * 2
 
 
+def test_a_copied_passage_is_scored_by_the_frequencies_of_the_new_build(tmp_path, tiny_docs, lite, recorder):
+    from rag.nlp import terms
+    from rag.store import load
+
+    open_milvus(tiny_docs, tmp_path, lite)
+    market = make_document(
+        "market.txt",
+        "The Saturday Market\n\nThe Saturday market sells sourdough from the bakery and old maps from the "
+        "library.\n",
+    )
+    recorder.texts.clear()
+    docs = [*tiny_docs, market]
+    open_milvus(docs, tmp_path, lite)
+    assert recorder.texts == passages_of([market])  # the bakery and the library copied
+    rag.open_index(documents=docs, index_dir=tmp_path / "files", progress=False)
+    folder, held = load(tmp_path / "files", DEFAULT), milvus_target.MilvusTarget(lite).load(DEFAULT)
+    rows = list(range(len(folder.passages)))
+    # the terms the new document shares with copied ones are rarer no more
+    words = terms("sourdough bakery maps library")
+    assert held.lexical_scores(words, rows).tolist() == pytest.approx(
+        folder.lexical_scores(words, rows).tolist(), rel=1e-3
+    )
+    # as a search brings them back: a word in no passage found by a search that found fewer than asked
+    assert held.lexical(terms("sourdough Zanzibar"), 10)
+    assert [held.document_frequency(t) for t in terms("sourdough Zanzibar")] == [2, 0]
+    assert [folder.document_frequency(t) for t in terms("sourdough Zanzibar")] == [2, 0]
+
+
 def test_a_reader_follows_builds_made_elsewhere(tmp_path, tiny_docs, lite, monkeypatch):
     open_milvus(tiny_docs, tmp_path, lite)
     monkeypatch.setenv("RAG_INDEX_URI", lite.uri)

@@ -224,6 +224,8 @@ def test_a_question_is_embedded_by_the_onnx_encoder_exactly_as_by_sentence_trans
         assert embedding.encoder_dir().is_relative_to(tmp_path)
         texts = ["Who runs the bakery?", "steam " * 300, "火山最后一次喷发是什么时候？", "a"]
         np.testing.assert_allclose(encoder.encode(texts), embed(texts), atol=1e-5)
+        # on one thread (beside Milvus Lite) too
+        np.testing.assert_allclose(embedding.embed_query(texts[0], threads=1), embed(texts[:1])[0], atol=1e-5)
     finally:
         embedding.query_encoder.cache_clear()
 
