@@ -33,7 +33,6 @@ import os
 import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,7 +109,7 @@ def pack_sentences(vectors: np.ndarray) -> list[str]:
 
 
 def unpack_sentences(packed: Sequence[str]) -> np.ndarray:
-    raw = b"".join(base64.b64decode(v) for v in packed)
+    raw = base64.b64decode("".join(packed))  # a vector is 3 x 256 bytes: its base64 has no padding
     return np.frombuffer(raw, dtype=np.float16).reshape(len(packed), DIMENSION)
 
 
@@ -303,16 +302,16 @@ class MilvusIndex:
         found = self._fields(rows, ("terms", "dfs"))
         for j, row in enumerate(rows):
             r = found.get(int(row))
-            if r is None:
+            toks = r["terms"].split() if r is not None else []
+            present = [t for t in words if t in toks]
+            if not present:
                 continue
-            tf = Counter(r["terms"].split())  # its keys in order of first occurrence, as "dfs" is
-            df = dict(zip(tf, map(int, r["dfs"].split()), strict=True))
-            norm = BM25_K1 * (1 - BM25_B + BM25_B * tf.total() / self._avgdl)
-            out[j] = sum(
-                math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * tf[t] / (tf[t] + norm)
-                for t in words
-                if t in tf
-            )
+            distinct = list(dict.fromkeys(toks))  # in order of first occurrence, as "dfs" is
+            dfs = r["dfs"].split()
+            norm = BM25_K1 * (1 - BM25_B + BM25_B * len(toks) / self._avgdl)
+            for t in present:
+                df, tf = int(dfs[distinct.index(t)]), toks.count(t)
+                out[j] += math.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + norm)
         return out
 
     def _note_frequencies(self, words: list[str], rows: list[dict], *, every: bool) -> None:
