@@ -88,7 +88,7 @@ def _encoder():
 def warm_up() -> None:
     """Load the encoder now (about 2 s, mostly decompressing its weights), e.g. in a thread while
     something else loads: a build starts it beside the English model."""
-    _encoder()
+    _encoder().encode(["warm up"])  # the package reads its weights on the first encoding, not before
 
 
 def encode(texts: list[str]) -> np.ndarray:
