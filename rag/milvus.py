@@ -217,8 +217,8 @@ class MilvusIndex:
 
     def _fields(self, rows: Sequence[int], names: tuple[str, ...]) -> dict[int, dict]:
         """The fields ``names`` of passages ``rows``: those a search brought back already, the rest
-        fetched in one request. What a search brings back is kept, so one question costs three round
-        trips to Milvus (two searches, then the sentences), not one per signal and passage."""
+        fetched in one request. What a search brings back is kept, so one question costs two round
+        trips to Milvus (its two searches), not one per signal and passage."""
         out: dict[int, dict] = {}
         missing = []
         for i in map(int, rows):
