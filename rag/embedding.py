@@ -24,6 +24,7 @@ DIMENSION = 384
 BATCH_SIZE = 64
 PROGRESS_MIN_TEXTS = 256  # below this a bar is noise
 MAX_PIECES = 256  # the model's max_seq_length: longer texts are truncated, as sentence-transformers does
+QUERY_THREADS = 2  # threads a question is embedded on, by default (see rag.backend.Store.query_threads)
 
 _lock = threading.Lock()
 
@@ -129,7 +130,7 @@ def encode_passages(
     return passages, sentences
 
 
-def embed_query(text: str, *, threads: int = 2) -> np.ndarray:
+def embed_query(text: str, *, threads: int = QUERY_THREADS) -> np.ndarray:
     """The normalised vector of one question: ``embed([text])[0]``, computed by the ONNX query encoder
     when it can be had (see ``query_encoder``), on ``threads`` threads."""
     encoder = query_encoder(threads)
@@ -140,7 +141,7 @@ class QueryEncoder:
     """all-MiniLM-L6-v2 as an ONNX graph, with its tokenizer: mean-pooled, normalised vectors like
     ``embed``'s, from onnxruntime and the ``tokenizers`` library alone."""
 
-    def __init__(self, folder: Path, *, threads: int = 2):
+    def __init__(self, folder: Path, *, threads: int = QUERY_THREADS):
         from tokenizers import Tokenizer
 
         # not spinning: the reader runs right after a question is embedded and needs the cores
@@ -176,7 +177,7 @@ def encoder_dir() -> Path:
 
 
 @lru_cache(maxsize=2)
-def query_encoder(threads: int = 2) -> QueryEncoder | None:
+def query_encoder(threads: int = QUERY_THREADS) -> QueryEncoder | None:
     """The ONNX query encoder, exported from the sentence-transformers model the first time it is needed
     on this machine (a few seconds, once). None when it cannot be had (the cache folder is not writable,
     or the ``onnx`` package is missing): questions are then embedded by sentence-transformers."""

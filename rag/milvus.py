@@ -42,7 +42,7 @@ import numpy as np
 from . import multilingual
 from .backend import best_by_row
 from .config import ChunkSettings, MilvusSettings
-from .embedding import DIMENSION
+from .embedding import DIMENSION, QUERY_THREADS
 from .errors import IndexDamaged, IndexUnavailable
 from .store import Documents, PassageRecords
 
@@ -113,6 +113,17 @@ def unpack_sentences(packed: Sequence[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.float16).reshape(len(packed), DIMENSION)
 
 
+def held_frequencies(row: dict, words) -> tuple[list[str], dict[str, int]]:
+    """A passage row's search terms, and the document frequencies of those of ``words`` that it holds
+    (its "dfs" field holds one per distinct term, in order of first occurrence)."""
+    toks = row["terms"].split()
+    present = set(words).intersection(toks)
+    if not present:
+        return toks, {}
+    distinct, dfs = list(dict.fromkeys(toks)), row["dfs"].split()
+    return toks, {t: int(dfs[distinct.index(t)]) for t in present}
+
+
 def search_text(words: list[str]) -> str:
     """Search terms as Milvus's standard tokenizer keeps them whole (it splits at apostrophes)."""
     return " ".join(w.replace("'", "") for w in words)
@@ -168,7 +179,7 @@ class MilvusIndex:
         self._checked = time.monotonic()
         self.location = settings.location
         # Milvus Lite searches on this machine, in its own process, while the question is embedded
-        self.query_threads = 1 if settings.lite else 2
+        self.query_threads = 1 if settings.lite else QUERY_THREADS
         self._client = client(settings)
         self._passages = MilvusPassages(self, int(manifest["num_chunks"]))
         self._seen: dict[int, dict] = {}  # fields of passages that searches brought back
@@ -302,16 +313,11 @@ class MilvusIndex:
         found = self._fields(rows, ("terms", "dfs"))
         for j, row in enumerate(rows):
             r = found.get(int(row))
-            toks = r["terms"].split() if r is not None else []
-            present = [t for t in words if t in toks]
-            if not present:
-                continue
-            distinct = list(dict.fromkeys(toks))  # in order of first occurrence, as "dfs" is
-            dfs = r["dfs"].split()
+            toks, df = held_frequencies(r, words) if r is not None else ([], {})
             norm = BM25_K1 * (1 - BM25_B + BM25_B * len(toks) / self._avgdl)
-            for t in present:
-                df, tf = int(dfs[distinct.index(t)]), toks.count(t)
-                out[j] += math.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + norm)
+            for t in (t for t in words if t in df):
+                tf = toks.count(t)
+                out[j] += math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * tf / (tf + norm)
         return out
 
     def _note_frequencies(self, words: list[str], rows: list[dict], *, every: bool) -> None:
@@ -325,11 +331,9 @@ class MilvusIndex:
         for r in rows:
             if not want:
                 return
-            toks = dict.fromkeys(r["terms"].split())
-            if found := want.intersection(toks):
-                df = dict(zip(toks, r["dfs"].split(), strict=True))
-                self._df.update((t, int(df[t])) for t in found)
-                want -= found
+            _, found = held_frequencies(r, want)
+            self._df.update(found)
+            want -= found.keys()
         if every:
             self._df.update(dict.fromkeys(want, 0))
 

@@ -42,7 +42,7 @@ import numpy as np
 from .chunking import Passage
 from .config import ChunkSettings
 from .documents import READING_VERSION
-from .embedding import DIMENSION, MODEL_NAME
+from .embedding import DIMENSION, MODEL_NAME, QUERY_THREADS
 from .errors import (
     IndexDamaged,
     IndexMismatch,
@@ -164,7 +164,7 @@ class StoredIndex:
 
     _cache: dict = field(default_factory=dict, repr=False, compare=False)  # float32 copies, last BM25 query
     # below: what rag.backend.Store asks of an index
-    query_threads: ClassVar[int] = 2  # FAISS and bm25s search in this process, after the embedding
+    query_threads: ClassVar[int] = QUERY_THREADS  # FAISS and bm25s search here, after the embedding
 
     @property
     def location(self) -> str:
