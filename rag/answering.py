@@ -52,11 +52,11 @@ def answer(
     question: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader | None = None
 ) -> Answer:
     language = multilingual.language(question) if index.multilingual else "en"
+    reader = reader or default_reader()
     if language != "en":
         from .crosslingual import answer_other
 
-        return answer_other(question, language, history=history, k=k, index=index)
-    reader = reader or default_reader()
+        return answer_other(question, language, history=history, k=k, index=index, reader=reader)
     q, hits, unknown, spans = evidence(question, history=history, k=k, index=index, reader=reader)
     if not hits:
         return Answer(True, question_type=q.kind)

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from .chunking import Passage
+from .multilingual import Match
 
 
 class PassageRecords(Protocol):
@@ -103,9 +104,10 @@ class Store(Protocol):
         """The multilingual passage vectors of ``rows``, in that order (float32)."""
         ...
 
-    def nearest_words(self, pieces: np.ndarray) -> list[str]:
+    def word_matches(self, pieces: np.ndarray) -> list[Match]:
         """For each row of ``pieces`` (multilingual vectors of a question's words), the passages' English
-        word nearest it, when near enough (:data:`rag.multilingual.MIN_WORD_SIMILARITY`)."""
+        word nearest it and their cosine, when near enough (:data:`rag.multilingual.MIN_WORD_SIMILARITY`),
+        else None."""
         ...
 
     def known_word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import multilingual
-from .answering import READ, name_listing
+from .answering import READ, _strip, _support, certainty, name_listing
 from .messages import message
 from .question import last_turn
+from .reader import Reader
 from .retrieval import Index
 from .types import Answer
 
@@ -32,7 +33,9 @@ MIN_SIMILARITY = 0.16
 MAX_WORDS = 50  # the quote's length, in words: it and a reply's first line stay within 60
 
 
-def answer_other(question: str, language: str, *, history: list[dict] | None, k: int, index: Index) -> Answer:
+def answer_other(
+    question: str, language: str, *, history: list[dict] | None, k: int, index: Index, reader: Reader
+) -> Answer:
     previous = last_turn(history, "user")
     queries = [question] + ([f"{previous} {question}"] if previous else [])
     query_vectors = multilingual.encode(queries)
@@ -61,30 +64,53 @@ def answer_other(question: str, language: str, *, history: list[dict] | None, k:
     # a piece of a sentence too long for one passage ("industry of Jilin Province.") is quoted only when
     # nothing whole is there
     ranked = sorted(ranked, key=lambda i: not _whole(candidates[i]))
+    # the English reader reads the question rendered in English word by word (Index.gloss) in the best
+    # passage: the sentence holding its span is quoted first, and the span is the short answer when the
+    # reader is as sure of it as it must be of an English question's
+    english = index.gloss(question)
+    spans = reader.read(english, [index.passages[hits[0].row].text], top=1) if english else []
+    span = spans[0] if spans else None
+    holding = [i for i in ranked if span and _holds(candidates[i], hits[0], span.start)]
+    if holding:
+        ranked = [holding[0]] + [i for i in ranked if i != holding[0]]
     hit, passage, start, end = candidates[ranked[0]]
+    short, sentence = None, None
+    if holding:
+        a, b = _strip(passage.text, span.start, span.end)
+        sentence = _support(index, hit.row, a, b)
+        if certainty(span, hit, reader.calibration) >= reader.threshold:
+            start, end = a, b
+            short = passage.text[a:b] or None
     first = index.citation(hit, answer=(start, end))
     rest = [index.citation(h) for h in hits if h.row != hit.row]
-    return Answer(False, [first, *rest], support=_quote(candidates, ranked), language=language)
+    return Answer(False, [first, *rest], short, _quote(candidates, ranked, sentence), language=language)
 
 
-def _quote(candidates: list[tuple], ranked: list[int]) -> str:
-    """The best sentence, with the next best of the same passage while the quote stays within
-    MAX_WORDS words, in the passage's order (whole sentences only). Without a reader, one sentence often
-    misses the answer that its neighbour holds (on eval/qa-zh.jsonl, before questions were also matched
-    word by word, the reply held the gold 43% of the time with one sentence, 52% with this)."""
+def _quote(candidates: list[tuple], ranked: list[int], first: str | None = None) -> str:
+    """The best sentence (``first`` when given: the reader's, cut around its span), with the next best of
+    the same passage while the quote stays within MAX_WORDS words, in the passage's order (whole sentences
+    only). One sentence often misses the answer that its neighbour holds (on eval/qa-zh.jsonl, before
+    questions were also matched word by word, the reply held the gold 43% of the time with one sentence,
+    52% with this)."""
     best = candidates[ranked[0]]
-    chosen = [best]
-    words = len(_text(best).split())
+    texts = {ranked[0]: (first or _text(best)).strip()}
+    words = len(texts[ranked[0]].split())
     for i in ranked[1:]:
         c = candidates[i]
         n = len(_text(c).split())
-        if c[0] is best[0] and _whole(c) and words + n <= MAX_WORDS and _text(c) not in map(_text, chosen):
-            chosen.append(c)
+        text = _text(c).strip()
+        if c[0] is best[0] and _whole(c) and words + n <= MAX_WORDS and text not in texts.values():
+            texts[i] = text
             words += n
-    chosen.sort(key=lambda c: c[2])
-    quote = " ".join(_text(c).strip() for c in chosen)
+    quote = " ".join(texts[i] for i in sorted(texts, key=lambda i: candidates[i][2]))
     cut = quote.split()
     return quote if len(cut) <= MAX_WORDS else " ".join(cut[:MAX_WORDS]) + "…"
+
+
+def _holds(candidate: tuple, hit, offset: int) -> bool:
+    """Whether ``candidate`` is the sentence of ``hit``'s passage at ``offset``."""
+    found, _, start, end = candidate
+    return found is hit and start <= offset < end
 
 
 def _whole(candidate: tuple) -> bool:

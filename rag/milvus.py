@@ -377,12 +377,16 @@ class MilvusIndex:
     def multilingual_vectors(self, rows: Sequence[int]) -> np.ndarray:
         return self._ordered(rows, "multilingual")
 
-    def nearest_words(self, pieces: np.ndarray) -> list[str]:
+    def word_matches(self, pieces: np.ndarray) -> list[multilingual.Match]:
         if not self.has_multilingual or not len(pieces):
-            return []
+            return [None] * len(pieces)
         hits = self._search(self.collection + "_w", pieces.astype(np.float32).tolist(), "vector", 1, "IP")
-        near = [q[0] for q in hits if q and float(q[0]["distance"]) >= multilingual.MIN_WORD_SIMILARITY]
-        return sorted({h["id"] for h in near})
+        return [
+            (q[0]["id"], float(q[0]["distance"]))
+            if q and float(q[0]["distance"]) >= multilingual.MIN_WORD_SIMILARITY
+            else None
+            for q in hits
+        ]
 
     def known_word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
         found = self.get(list(words), ["vector"], self.collection + "_w")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from .nlp import STOPWORDS
 
 DIMENSION = 512
 # what the encoder reads, and so what a question may be recognised as (zh covers both scripts)
@@ -133,7 +135,7 @@ def nearest_words(question: str, words: Sequence[str], vectors: np.ndarray) -> l
     pieces = word_pieces(question)
     if not pieces or not len(words):
         return []
-    return nearest(encode(pieces), words, vectors)
+    return sorted({m[0] for m in nearest(encode(pieces), words, vectors) if m})
 
 
 def word_pieces(question: str) -> list[str]:
@@ -145,13 +147,126 @@ def word_pieces(question: str) -> list[str]:
     return pieces + [w for w in re.findall(r"[^\W\d_]+", _CJK_OR_KANA.sub(" ", question)) if len(w) > 1]
 
 
-def nearest(pieces: np.ndarray, words: Sequence[str], vectors: np.ndarray) -> list[str]:
-    """The words of ``words`` nearest to each row of ``pieces``, where near enough, sorted."""
+Match = tuple[str, float] | None  # a word and its cosine with what was looked up; None: nothing near enough
+
+
+def nearest(pieces: np.ndarray, words: Sequence[str], vectors: np.ndarray) -> list[Match]:
+    """For each row of ``pieces``, the word of ``words`` nearest to it and their cosine, where near
+    enough (``MIN_WORD_SIMILARITY``)."""
     if not len(pieces) or not len(words):
-        return []
+        return [None] * len(pieces)
     similarity = pieces @ vectors.T
-    best, near = similarity.argmax(axis=1), similarity.max(axis=1) >= MIN_WORD_SIMILARITY
-    return sorted({words[int(b)] for b, ok in zip(best, near, strict=True) if ok})
+    best = similarity.argmax(axis=1)
+    return [
+        (words[int(b)], float(similarity[i, b])) if similarity[i, b] >= MIN_WORD_SIMILARITY else None
+        for i, b in enumerate(best)
+    ]
+
+
+# what a question asks for, as English says it. Words of languages written with spaces are matched by
+# the encoder (it puts "Wer", "누구" and "Кто" near "who", "Combien" near "how many", "Когда" near "when");
+# a run of Chinese or Japanese characters is not cut into words, and its pieces mislead it ("会议是谁",
+# "the meeting is who", is as near "who" as "谁" is), so theirs are listed, the more particular first
+# ("哪一年" asks when before "哪" asks which)
+INTERROGATIVES = ("who", "when", "where", "what", "which", "why", "how", "how many", "how much")
+_CJK_ASKS = (
+    ("why", "为什么|为何|なぜ|どうして"),
+    ("when", "什么时候|何时|哪一?天|哪一?年|几月|几号|几时|哪个月|いつ|何年|何月|何日"),
+    ("how many", "多少|几|いくつ|いくら|何人|何台|何個|何回|何件|何社"),
+    ("who", "谁|誰|だれ"),
+    ("where", "哪里|哪儿|在哪|何处|何地|どこ"),
+    ("which", "哪|どの|どれ|どちら"),
+    ("what", "什么|啥|何|なに|なん"),
+    ("how", "怎么|怎样|如何|どう|どのように"),
+)
+
+
+@lru_cache(maxsize=1)
+def _interrogative_vectors() -> np.ndarray:
+    return encode(list(INTERROGATIVES))
+
+
+def _asks(question: str) -> str:
+    """What a Chinese or Japanese ``question`` asks for, in English ("" when unclear)."""
+    return next((english for english, pattern in _CJK_ASKS if re.search(pattern, question)), "")
+
+
+def gloss(
+    question: str,
+    lookup: Callable[[list[str]], list[Match]],
+    known: Callable[[list[str]], set[str]] = lambda words: set(),
+) -> str:
+    """``question`` rendered in English for the English reader, word by word: its interrogative
+    first ("谁" -> "who"), then, in the question's order, the documents' words nearest its pieces
+    (``lookup``: the index's nearest word to each, by their multilingual vectors), names in Latin
+    letters and numbers as they are: "2023年大会是谁主持的？" -> "who 2023 year conference presided?".
+
+    The pieces are runs of one to four Chinese or Japanese characters, and the other words; where pieces
+    overlap, the nearer match wins, so that each character is rendered once. Two or three Chinese
+    characters whose pinyin is a word of the documents (``known``: those of the words given that the
+    index holds) are that name first: "张志军" -> "zhang zhijun", where the encoder would have matched
+    each character to some name."""
+    script = _CJK_OR_KANA.search(question) is not None
+    pieces: list[tuple[int, int, str]] = []  # start, end, text
+    for m in _CJK_OR_KANA.finditer(question):
+        run = m.group()
+        for n in (1, *_GRAM_SIZES):
+            pieces += [(m.start() + i, m.start() + i + n, run[i : i + n]) for i in range(len(run) - n + 1)]
+    rendered: list[tuple[int, str]] = []  # start, English
+    blanked = _CJK_OR_KANA.sub(lambda m: " " * len(m.group()), question)
+    for m in re.finditer(r"[^\W_]+(?:[-'’&][^\W_]+)*", blanked):
+        word = m.group()
+        if word[0].isdigit() or (script and word.isascii()):
+            rendered.append((m.start(), word))  # a number, or a name in Latin letters among characters
+        else:
+            pieces.append((m.start(), m.end(), word))
+    if pieces:
+        texts = [text for _, _, text in pieces]
+        taken = np.zeros(len(question), dtype=bool)
+        lead = ""
+        if script:
+            lead = _asks(question)
+        else:
+            similarity = encode(texts) @ _interrogative_vectors().T
+            best = int(similarity.max(axis=1).argmax())
+            if similarity[best].max() >= MIN_WORD_SIMILARITY:
+                lead = INTERROGATIVES[int(similarity[best].argmax())]
+        matches = lookup(texts)
+        for i, name in enumerate(_pinyin_names(texts, known)):
+            if name:
+                matches[i] = (name, 1.0)
+        for i in sorted(range(len(pieces)), key=lambda i: -(matches[i] or ("", -1.0))[1]):
+            start, end, text = pieces[i]
+            if taken[start:end].any():
+                continue
+            if matches[i]:
+                taken[start:end] = True
+                if matches[i][0] not in STOPWORDS:  # "的" -> "the", "什" -> "whose": noise to the reader
+                    rendered.append((start, matches[i][0]))
+            elif not script and text[0].isupper():  # a name the documents do not hold
+                rendered.append((start, text))
+        if lead:
+            rendered.append((-1, lead))
+    words = list(dict.fromkeys(w for _, w in sorted(rendered)))
+    return f"{' '.join(words)}?" if words else ""
+
+
+def _pinyin_names(pieces: list[str], known: Callable[[list[str]], set[str]]) -> list[str | None]:
+    """For each piece, the name its pinyin spells in the documents ("长春" -> "changchun"; "张志军" ->
+    "zhang zhijun", a surname of one syllable and a given name of two), else None."""
+    from pypinyin import lazy_pinyin
+
+    spelled = []  # per piece: the words it would be, or None
+    for piece in pieces:
+        syllables = lazy_pinyin(piece) if 2 <= len(piece) <= 3 and _CJK.fullmatch(piece) else []
+        if len(syllables) == 2:
+            spelled.append(["".join(syllables)])
+        elif len(syllables) == 3:
+            spelled.append([syllables[0], "".join(syllables[1:])])
+        else:
+            spelled.append(None)
+    held = known(sorted({w for words in spelled if words for w in words}))
+    return [" ".join(words) if words and all(w in held for w in words) else None for words in spelled]
 
 
 def latin_names(text: str) -> list[str]:

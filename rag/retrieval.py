@@ -22,6 +22,7 @@ import numpy as np
 from .backend import Store
 from .chunking import Passage
 from .embedding import embed_query
+from .multilingual import Match
 from .nlp import terms
 from .store import DocumentInfo
 from .types import Citation
@@ -32,6 +33,7 @@ DENSE_WEIGHT = 0.5  # convex fusion: weight of the cosine; BM25 (normalised) get
 FUSIONS = ("convex", "rrf")
 RESCORE = 20  # fused hits re-scored by their best sentence
 SENTENCE_WEIGHT = 1.0  # weight of a passage's best sentence cosine in the second stage
+MAX_KEPT_MATCHES = 50_000  # pieces of questions in other languages whose nearest document word is kept
 MAX_REPEATED = 0.5  # share of a passage already in better ones of its document beyond which it gives way
 
 
@@ -57,6 +59,7 @@ class Index:
         self.fusion = fusion
         self._stored = stored
         self._passages: Sequence[Passage] = stored.passages
+        self._matches: dict[str, Match] = {}  # a question's piece -> the documents' word nearest it
 
     @classmethod
     def build(cls, source: Path | None = None, **options) -> Index:
@@ -150,8 +153,7 @@ class Index:
             query_vectors = multilingual.encode(queries)
         depth = min(max(CANDIDATES, RESCORE, 4 * k), len(self._passages))
         dense = dict(store.multilingual_dense(query_vectors, depth))
-        pieces = multilingual.word_pieces(queries[0])
-        words = store.nearest_words(multilingual.encode(pieces)) if pieces else []
+        words = sorted({m[0] for m in self._word_matches(multilingual.word_pieces(queries[0])) if m})
         toks = terms(" ".join([multilingual.lexical_query(queries[0]), *words]))
         lex_top = store.lexical(toks, depth)
         lexical = dict(lex_top)
@@ -163,6 +165,33 @@ class Index:
         fused = _convex(dense, lexical, lex_top)
         ranked = self._distinct(sorted(fused, key=lambda i: (-fused[i], i))[: max(RESCORE, k)], k)
         return [Hit(i, fused[i], dense[i], lexical[i]) for i in ranked]
+
+    def gloss(self, question: str) -> str:
+        """``question``, in another language than English, rendered word by word in the documents'
+        English for the English reader (:func:`rag.multilingual.gloss`): "谁主持了会议？" -> "who
+        presided meeting?"."""
+        from . import multilingual
+
+        if not self._stored.has_multilingual:
+            return ""
+        store = self._stored
+        return multilingual.gloss(
+            question, self._word_matches, lambda words: set(store.known_word_vectors(words))
+        )
+
+    def _word_matches(self, pieces: list[str]) -> list[Match]:
+        """The documents' word nearest each piece of a question (:meth:`Store.word_matches`), kept: a
+        question's pieces are looked up for its retrieval and again for its gloss, and many recur
+        ("汽车", "长春") from question to question."""
+        from . import multilingual
+
+        known = self._matches
+        todo = [p for p in dict.fromkeys(pieces) if p not in known]
+        if todo:
+            if len(known) + len(todo) > MAX_KEPT_MATCHES:
+                known.clear()
+            known.update(zip(todo, self._stored.word_matches(multilingual.encode(todo)), strict=True))
+        return [known[p] for p in pieces]
 
     def knows(self, word: str) -> bool:
         """Whether every search term of ``word`` is in some passage (a name no document holds is not)."""

@@ -48,6 +48,7 @@ from .errors import (
     IndexMismatch,
     IndexNotFound,
 )
+from .multilingual import Match
 from .nlp import Sentence
 
 log = logging.getLogger("rag")
@@ -251,11 +252,11 @@ class StoredIndex:
     def multilingual_vectors(self, rows: Sequence[int]) -> np.ndarray:
         return self._float32("multilingual")[np.asarray(rows, dtype=np.int64)]
 
-    def nearest_words(self, pieces: np.ndarray) -> list[str]:
+    def word_matches(self, pieces: np.ndarray) -> list[Match]:
         from .multilingual import nearest
 
         if self.words is None:
-            return []
+            return [None] * len(pieces)
         return nearest(pieces, self.words, self._float32("word_vectors"))
 
     def known_word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:

@@ -128,7 +128,8 @@ class Answer:
             return " ".join(part for part in (message(self.language, "decline"), self.reason) if part)
         if not self.short_answer:
             return message(self.language, "english")
-        return self.short_answer if self.short_answer.endswith(".") else f"{self.short_answer}."
+        short = self.short_answer if self.short_answer.endswith(".") else f"{self.short_answer}."
+        return short if self.language == "en" else f"{short} {message(self.language, 'english')}"
 
     @property
     def text(self) -> str:

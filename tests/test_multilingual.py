@@ -87,6 +87,25 @@ def test_a_question_is_rendered_in_the_documents_own_words():
     assert multilingual.nearest_words("2021", words, vectors) == []
 
 
+def test_a_question_is_glossed_in_english_for_the_reader():
+    words = ["battery", "gas", "monitor", "plant", "volcano", "weiming", "zhang"]
+    vectors = multilingual.encode(words)
+
+    def lookup(texts):
+        return multilingual.nearest(multilingual.encode(texts), words, vectors)
+
+    def known(names):
+        return {w for w in names if w in words}
+
+    # the interrogative leads; the other words follow in the question's order, function words left out
+    assert multilingual.gloss("火山里在监测什么气体？", lookup, known) == "what volcano monitor gas?"
+    # a Chinese name is the documents' word its pinyin spells, not a name each character resembles
+    assert multilingual.gloss("张伟明在哪个工厂？", lookup, known) == "where zhang weiming plant?"
+    assert multilingual.gloss("Wer überwacht den Vulkan?", lookup, known).startswith("who ")
+    assert multilingual.gloss("2019年", lookup, known) == "2019?"
+    assert multilingual.gloss("？", lookup, known) == ""
+
+
 def test_names_that_must_be_in_the_documents():
     assert multilingual.latin_names("Chen Tingchen带领的代表团来自哪个CAS研究所？") == ["Chen Tingchen"]
     assert multilingual.latin_names("7月发布了什么？") == []  # "July" in English
@@ -103,6 +122,17 @@ def test_a_chinese_question_is_answered_with_the_english_sentence_and_a_note_in_
     cited = answer.citations[0]
     assert cited.answer and cited.answer in answer.support  # the chosen sentence is marked in its passage
     assert answer.to_dict()["language"] == "zh"
+
+
+def test_a_short_answer_is_given_when_the_reader_is_sure_of_it(index):
+    answer = rag.ask("张伟明说工厂每年生产多少电池组？", index=index)
+    assert answer.short_answer == "40,000" and "40,000 battery packs" in answer.support
+    headline, quote = answer.text.split("\n\n")
+    assert headline == "40,000. 来源文档是英文的，原文如下：" and quote.endswith("[1]")
+    cited = answer.citations[0]
+    assert cited.source == "plant.txt" and cited.answer == "40,000"
+    volcano = rag.ask("火山口里在监测什么气体？", index=index)
+    assert "sulphur gas" in volcano.support and volcano.citations[0].source == "volcano.txt"
 
 
 def test_other_languages_find_their_passage_too(index):
