@@ -1,15 +1,20 @@
 """Stage 8b: the reply to a question in another language than English.
 
-The reader reads English only, so such a question is answered by the English sentence that answers it,
-quoted with its ``[1]`` mark under a line, in the question's language, that says the source is in English.
+The reader reads English only, so such a question is answered by the English sentences that answer it,
+quoted with their ``[1]`` mark under a line, in the question's language, that says the source is in
+English; and by a short answer first when the reader is sure of one.
 
 1. Retrieve through the multilingual vectors (:meth:`rag.Index.search_multilingual`); a follow-up is also
    retrieved with the user's previous question in front of it, and each passage keeps its better match.
 2. Decline, in the question's language, when the question names in Latin letters something that no
    document holds, or when no passage comes near it (:data:`MIN_SIMILARITY`).
-3. Otherwise choose, among the sentences of the best READ passages, the one whose multilingual vector is
-   nearest the question's, plus its passage's retrieval score, and quote it with the next best of its
-   passage while the quote stays short.
+3. Otherwise the reader reads the question glossed word by word in the documents' English
+   (:meth:`rag.Index.gloss`: "谁主持了会议？" -> "who presided meeting?") in the best passage. The
+   sentence holding its span is quoted, with the next best sentences of the passage (by their
+   multilingual vectors' nearness to the question) while the quote stays short. The span is the short
+   answer when the reader's certainty reaches the threshold an English answer must reach; the gloss is
+   no English question, so it seldom does. Where the reader finds nothing, the sentences of the best
+   READ passages are ranked by nearness to the question alone.
 """
 
 from __future__ import annotations
@@ -49,8 +54,14 @@ def answer_other(
         return Answer(True, related, reason=reason, language=language)
     if max(h.dense for h in hits) < MIN_SIMILARITY:
         return Answer(True, related, reason=message(language, "related"), language=language)
+    # the English reader reads the question rendered in English word by word (Index.gloss) in the best
+    # passage: the sentence holding its span is quoted first, and the span is the short answer when the
+    # reader is as sure of it as it must be of an English question's
+    english = index.gloss(question)
+    spans = reader.read(english, [index.passages[hits[0].row].text], top=1) if english else []
+    span = spans[0] if spans else None
     candidates = []  # (hit, passage, sentence start, sentence end), offsets in the passage
-    for hit in hits[:READ]:
+    for hit in hits[: 1 if span else READ]:
         passage = index.passages[hit.row]
         for s in passage.sentences:
             start, end = max(0, s.start - passage.start), min(len(passage.text), s.end - passage.start)
@@ -64,12 +75,6 @@ def answer_other(
     # a piece of a sentence too long for one passage ("industry of Jilin Province.") is quoted only when
     # nothing whole is there
     ranked = sorted(ranked, key=lambda i: not _whole(candidates[i]))
-    # the English reader reads the question rendered in English word by word (Index.gloss) in the best
-    # passage: the sentence holding its span is quoted first, and the span is the short answer when the
-    # reader is as sure of it as it must be of an English question's
-    english = index.gloss(question)
-    spans = reader.read(english, [index.passages[hits[0].row].text], top=1) if english else []
-    span = spans[0] if spans else None
     holding = [i for i in ranked if span and _holds(candidates[i], hits[0], span.start)]
     if holding:
         ranked = [holding[0]] + [i for i in ranked if i != holding[0]]

@@ -186,6 +186,19 @@ def _interrogative_vectors() -> np.ndarray:
     return encode(list(INTERROGATIVES))
 
 
+def _interrogative(words: list[str], matches: list[Match]) -> str:
+    """What a question in a language written with spaces asks for, in English: its first word nearer an
+    English interrogative than any document word ("Wer", "Quand", "Кто"; not the articles "der" and
+    "la", which are nearer "the" than "which")."""
+    similarity = encode(words) @ _interrogative_vectors().T
+    for i, match in enumerate(matches):
+        best = float(similarity[i].max())
+        nearer = match is None or match[0] in INTERROGATIVES or best >= match[1]
+        if best >= MIN_WORD_SIMILARITY and nearer:
+            return INTERROGATIVES[int(similarity[i].argmax())]
+    return ""
+
+
 def _asks(question: str) -> str:
     """What a Chinese or Japanese ``question`` asks for, in English ("" when unclear)."""
     return next((english for english, pattern in _CJK_ASKS if re.search(pattern, question)), "")
@@ -223,15 +236,8 @@ def gloss(
     if pieces:
         texts = [text for _, _, text in pieces]
         taken = np.zeros(len(question), dtype=bool)
-        lead = ""
-        if script:
-            lead = _asks(question)
-        else:
-            similarity = encode(texts) @ _interrogative_vectors().T
-            best = int(similarity.max(axis=1).argmax())
-            if similarity[best].max() >= MIN_WORD_SIMILARITY:
-                lead = INTERROGATIVES[int(similarity[best].argmax())]
         matches = lookup(texts)
+        lead = _asks(question) if script else _interrogative(texts, matches)
         for i, name in enumerate(_pinyin_names(texts, known)):
             if name:
                 matches[i] = (name, 1.0)

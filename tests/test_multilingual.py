@@ -88,7 +88,7 @@ def test_a_question_is_rendered_in_the_documents_own_words():
 
 
 def test_a_question_is_glossed_in_english_for_the_reader():
-    words = ["battery", "gas", "monitor", "plant", "volcano", "weiming", "zhang"]
+    words = ["battery", "gas", "monitor", "plant", "the", "volcano", "weiming", "zhang"]
     vectors = multilingual.encode(words)
 
     def lookup(texts):
@@ -102,6 +102,7 @@ def test_a_question_is_glossed_in_english_for_the_reader():
     # a Chinese name is the documents' word its pinyin spells, not a name each character resembles
     assert multilingual.gloss("张伟明在哪个工厂？", lookup, known) == "where zhang weiming plant?"
     assert multilingual.gloss("Wer überwacht den Vulkan?", lookup, known).startswith("who ")
+    assert multilingual.gloss("Der Vulkan: wann brach er aus?", lookup, known).startswith("when ")
     assert multilingual.gloss("2019年", lookup, known) == "2019?"
     assert multilingual.gloss("？", lookup, known) == ""
 
