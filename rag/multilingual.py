@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -204,11 +205,19 @@ def _asks(question: str) -> str:
     return next((english for english, pattern in _CJK_ASKS if re.search(pattern, question)), "")
 
 
+class Gloss(NamedTuple):
+    """A question rendered in English (:func:`gloss`), and the names in it that the documents hold,
+    found by their pinyin ("张志军" -> "zhang zhijun")."""
+
+    text: str
+    names: tuple[str, ...] = ()
+
+
 def gloss(
     question: str,
     lookup: Callable[[list[str]], list[Match]],
     known: Callable[[list[str]], set[str]] = lambda words: set(),
-) -> str:
+) -> Gloss:
     """``question`` rendered in English for the English reader, word by word: its interrogative
     first ("谁" -> "who"), then, in the question's order, the documents' words nearest its pieces
     (``lookup``: the index's nearest word to each, by their multilingual vectors), names in Latin
@@ -226,6 +235,7 @@ def gloss(
         for n in (1, *_GRAM_SIZES):
             pieces += [(m.start() + i, m.start() + i + n, run[i : i + n]) for i in range(len(run) - n + 1)]
     rendered: list[tuple[int, str]] = []  # start, English
+    names: list[str] = []
     blanked = _CJK_OR_KANA.sub(lambda m: " " * len(m.group()), question)
     for m in re.finditer(r"[^\W_]+(?:[-'’&][^\W_]+)*", blanked):
         word = m.group()
@@ -238,10 +248,13 @@ def gloss(
         taken = np.zeros(len(question), dtype=bool)
         matches = lookup(texts)
         lead = _asks(question) if script else _interrogative(texts, matches)
-        for i, name in enumerate(_pinyin_names(texts, known)):
-            if name:
-                matches[i] = (name, 1.0)
-        for i in sorted(range(len(pieces)), key=lambda i: -(matches[i] or ("", -1.0))[1]):
+        matches = named(texts, matches, known)
+        names = [m[0] for m in matches if m and m[1] == NAMED]
+        # the nearest match first; of two as near, the longer piece ("张伟明" over its "伟明")
+        nearest_first = sorted(
+            range(len(pieces)), key=lambda i: (-(matches[i] or ("", -1.0))[1], pieces[i][0] - pieces[i][1])
+        )
+        for i in nearest_first:
             start, end, text = pieces[i]
             if taken[start:end].any():
                 continue
@@ -254,25 +267,45 @@ def gloss(
         if lead:
             rendered.append((-1, lead))
     words = list(dict.fromkeys(w for _, w in sorted(rendered)))
-    return f"{' '.join(words)}?" if words else ""
+    return Gloss(f"{' '.join(words)}?" if words else "", tuple(dict.fromkeys(n for n in names if n in words)))
+
+
+NAMED = 2.0  # the "cosine" of a piece whose pinyin is a name the documents hold: nearer than any match
+
+
+def named(pieces: list[str], matches: list[Match], known: Callable[[list[str]], set[str]]) -> list[Match]:
+    """``matches`` (the documents' word nearest each piece of a question), except that two or three
+    Chinese characters whose pinyin is a name the documents hold (``known``: those of the words given
+    that the index holds) are that name, as near as can be: "伟明" is "weiming", not the "ash" whose
+    vector is nearest its own."""
+    return [
+        (name, NAMED) if name else match
+        for name, match in zip(_pinyin_names(pieces, known), matches, strict=True)
+    ]
 
 
 def _pinyin_names(pieces: list[str], known: Callable[[list[str]], set[str]]) -> list[str | None]:
     """For each piece, the name its pinyin spells in the documents ("长春" -> "changchun"; "张志军" ->
     "zhang zhijun", a surname of one syllable and a given name of two), else None."""
-    from pypinyin import lazy_pinyin
-
     spelled = []  # per piece: the words it would be, or None
     for piece in pieces:
-        syllables = lazy_pinyin(piece) if 2 <= len(piece) <= 3 and _CJK.fullmatch(piece) else []
+        syllables = _syllables(piece) if 2 <= len(piece) <= 3 and _CJK.fullmatch(piece) else ()
         if len(syllables) == 2:
             spelled.append(["".join(syllables)])
         elif len(syllables) == 3:
             spelled.append([syllables[0], "".join(syllables[1:])])
         else:
             spelled.append(None)
-    held = known(sorted({w for words in spelled if words for w in words}))
+    wanted = sorted({w for words in spelled if words for w in words})
+    held = known(wanted) if wanted else set()
     return [" ".join(words) if words and all(w in held for w in words) else None for words in spelled]
+
+
+@lru_cache(maxsize=65_536)
+def _syllables(piece: str) -> tuple[str, ...]:
+    from pypinyin import lazy_pinyin
+
+    return tuple(lazy_pinyin(piece))
 
 
 def latin_names(text: str) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 from .backend import Store
 from .chunking import Passage
 from .embedding import embed_query
-from .multilingual import Match
+from .multilingual import Gloss, Match
 from .nlp import terms
 from .store import DocumentInfo
 from .types import Citation
@@ -153,7 +153,9 @@ class Index:
             query_vectors = multilingual.encode(queries)
         depth = min(max(CANDIDATES, RESCORE, 4 * k), len(self._passages))
         dense = dict(store.multilingual_dense(query_vectors, depth))
-        words = sorted({m[0] for m in self._word_matches(multilingual.word_pieces(queries[0])) if m})
+        pieces = multilingual.word_pieces(queries[0])
+        matches = multilingual.named(pieces, self._word_matches(pieces), self._known_words)
+        words = sorted({m[0] for m in matches if m})
         toks = terms(" ".join([multilingual.lexical_query(queries[0]), *words]))
         lex_top = store.lexical(toks, depth)
         lexical = dict(lex_top)
@@ -166,18 +168,19 @@ class Index:
         ranked = self._distinct(sorted(fused, key=lambda i: (-fused[i], i))[: max(RESCORE, k)], k)
         return [Hit(i, fused[i], dense[i], lexical[i]) for i in ranked]
 
-    def gloss(self, question: str) -> str:
+    def gloss(self, question: str) -> Gloss:
         """``question``, in another language than English, rendered word by word in the documents'
         English for the English reader (:func:`rag.multilingual.gloss`): "谁主持了会议？" -> "who
         presided meeting?"."""
         from . import multilingual
 
         if not self._stored.has_multilingual:
-            return ""
-        store = self._stored
-        return multilingual.gloss(
-            question, self._word_matches, lambda words: set(store.known_word_vectors(words))
-        )
+            return multilingual.Gloss("")
+        return multilingual.gloss(question, self._word_matches, self._known_words)
+
+    def _known_words(self, words: list[str]) -> set[str]:
+        """Those of ``words`` that are words of the documents' (their multilingual vectors are kept)."""
+        return set(self._stored.known_word_vectors(words))
 
     def _word_matches(self, pieces: list[str]) -> list[Match]:
         """The documents' word nearest each piece of a question (:meth:`Store.word_matches`), kept: a

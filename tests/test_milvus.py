@@ -96,6 +96,8 @@ def test_questions_in_other_languages_work_on_milvus(tmp_path, tiny_docs, lite):
         assert [h.row for h in held.search_multilingual([q])] == [
             h.row for h in folder.search_multilingual([q])
         ]
+        assert held.gloss(q) == folder.gloss(q) and held.gloss(q).text  # the words the reader reads
+        assert held.ask(q).text == folder.ask(q).text
     answer = held.ask("火山最后一次喷发时发生了什么？")
     assert answer.citations[0].source == "volcano.txt" and answer.language == "zh"
 
