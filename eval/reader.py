@@ -92,7 +92,7 @@ MAX_DECLINED = 0.08  # the threshold declines at most this share of held-out que
 def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = True) -> dict:
     from tqdm import tqdm
 
-    from rag.answering import _strip, certainty, choose, evidence
+    from rag.answering import certainty, choose, evidence, trimmed
     from rag.reader import Reader
 
     from .run import Withheld, open_eval_index
@@ -115,7 +115,7 @@ def calibrate(train: Path, *, limit: int, k: int, model: Path, write: bool = Tru
             quality = {}
             for sp in spans:
                 text = index.passages[hits[sp.passage].row].text
-                short = text[slice(*_strip(text, sp.start, sp.end))]
+                short = text[slice(*trimmed(text, sp.start, sp.end))]
                 quality[sp] = (best_exact_match(short, item.answers), best_f1(short, item.answers))
             out.append((spans, hits, quality))
 

@@ -161,15 +161,15 @@ def _score(span: Span | None) -> float | None:
 def _reply(span: Span, hits: list[Hit], index: Index, kind: str) -> Answer:
     hit = hits[span.passage]
     chunk = index.passages[hit.row]
-    start, end = _strip(chunk.text, span.start, span.end)
+    start, end = trimmed(chunk.text, span.start, span.end)
     short = chunk.text[start:end]
-    support = _support(index, hit.row, start, end)
+    support = supporting_sentence(index, hit.row, start, end)
     first = index.citation(hit, answer=(start, end))
     rest = [index.citation(h) for h in hits if h.row != hit.row]
     return Answer(False, [first, *rest], short, support, question_type=kind, confidence=_score(span))
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+def trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     """The span without the quotes, spaces and trailing punctuation around it, nor a trailing 's."""
     while start < end and text[start] in _QUOTES:
         start += 1
@@ -181,7 +181,7 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _support(index: Index, row: int, start: int, end: int) -> str:
+def supporting_sentence(index: Index, row: int, start: int, end: int) -> str:
     """The sentence of passage ``row`` that holds the answer ``[start, end)`` (offsets in the passage), cut
     to about MAX_SUPPORT_WORDS words around it. A sentence too long for one passage was cut by the chunker
     into pieces, which may begin or end the passage: where the sentence reaches the passage's edge, the

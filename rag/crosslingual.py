@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import multilingual
-from .answering import READ, _strip, _support, certainty, name_listing
+from .answering import READ, certainty, name_listing, supporting_sentence, trimmed
 from .messages import message
 from .question import last_turn
 from .reader import Reader
@@ -85,8 +85,8 @@ def answer_other(
     hit, passage, start, end = candidates[ranked[0]]
     short, sentence = None, None
     if holding:
-        a, b = _strip(passage.text, span.start, span.end)
-        sentence = _support(index, hit.row, a, b)
+        a, b = trimmed(passage.text, span.start, span.end)
+        sentence = supporting_sentence(index, hit.row, a, b)
         if certainty(span, hit, reader.calibration) >= reader.threshold:
             start, end = a, b
             short = passage.text[a:b] or None

@@ -229,20 +229,8 @@ def gloss(
     index holds) are that name first: "张志军" -> "zhang zhijun", where the encoder would have matched
     each character to some name."""
     script = _CJK_OR_KANA.search(question) is not None
-    pieces: list[tuple[int, int, str]] = []  # start, end, text
-    for m in _CJK_OR_KANA.finditer(question):
-        run = m.group()
-        for n in (1, *_GRAM_SIZES):
-            pieces += [(m.start() + i, m.start() + i + n, run[i : i + n]) for i in range(len(run) - n + 1)]
-    rendered: list[tuple[int, str]] = []  # start, English
+    pieces, rendered = _gloss_pieces(question, script)
     names: list[str] = []
-    blanked = _CJK_OR_KANA.sub(lambda m: " " * len(m.group()), question)
-    for m in re.finditer(r"[^\W_]+(?:[-'’&][^\W_]+)*", blanked):
-        word = m.group()
-        if word[0].isdigit() or (script and word.isascii()):
-            rendered.append((m.start(), word))  # a number, or a name in Latin letters among characters
-        else:
-            pieces.append((m.start(), m.end(), word))
     if pieces:
         texts = [text for _, _, text in pieces]
         taken = np.zeros(len(question), dtype=bool)
@@ -268,6 +256,26 @@ def gloss(
             rendered.append((-1, lead))
     words = list(dict.fromkeys(w for _, w in sorted(rendered)))
     return Gloss(f"{' '.join(words)}?" if words else "", tuple(dict.fromkeys(n for n in names if n in words)))
+
+
+def _gloss_pieces(question: str, script: bool) -> tuple[list[tuple[int, int, str]], list[tuple[int, str]]]:
+    """What :func:`gloss` looks up, (start, end, text): runs of one to four Chinese or Japanese characters,
+    and the other words; and what it keeps as written, (start, text): numbers, and the words in Latin
+    letters of a question in characters (``script``), which are names."""
+    pieces = []
+    for m in _CJK_OR_KANA.finditer(question):
+        run = m.group()
+        for n in (1, *_GRAM_SIZES):
+            pieces += [(m.start() + i, m.start() + i + n, run[i : i + n]) for i in range(len(run) - n + 1)]
+    kept = []
+    blanked = _CJK_OR_KANA.sub(lambda m: " " * len(m.group()), question)  # the other words keep their offsets
+    for m in re.finditer(r"[^\W_]+(?:[-'’&][^\W_]+)*", blanked):
+        word = m.group()
+        if word[0].isdigit() or (script and word.isascii()):
+            kept.append((m.start(), word))
+        else:
+            pieces.append((m.start(), m.end(), word))
+    return pieces, kept
 
 
 NAMED = 2.0  # the "cosine" of a piece whose pinyin is a name the documents hold: nearer than any match

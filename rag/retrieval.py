@@ -33,7 +33,7 @@ DENSE_WEIGHT = 0.5  # convex fusion: weight of the cosine; BM25 (normalised) get
 FUSIONS = ("convex", "rrf")
 RESCORE = 20  # fused hits re-scored by their best sentence
 SENTENCE_WEIGHT = 1.0  # weight of a passage's best sentence cosine in the second stage
-MAX_KEPT_MATCHES = 50_000  # pieces of questions in other languages whose nearest document word is kept
+MAX_KEPT_MATCHES = 50_000  # pieces of questions in other languages (and words) whose lookups are kept
 MAX_REPEATED = 0.5  # share of a passage already in better ones of its document beyond which it gives way
 
 
@@ -60,6 +60,7 @@ class Index:
         self._stored = stored
         self._passages: Sequence[Passage] = stored.passages
         self._matches: dict[str, Match] = {}  # a question's piece -> the documents' word nearest it
+        self._held_words: dict[str, bool] = {}  # a word -> whether the documents hold it
 
     @classmethod
     def build(cls, source: Path | None = None, **options) -> Index:
@@ -179,8 +180,15 @@ class Index:
         return multilingual.gloss(question, self._word_matches, self._known_words)
 
     def _known_words(self, words: list[str]) -> set[str]:
-        """Those of ``words`` that are words of the documents' (their multilingual vectors are kept)."""
-        return set(self._stored.known_word_vectors(words))
+        """Those of ``words`` that are words of the documents' (their multilingual vectors are kept),
+        remembered: the pinyin of a question's pieces is looked up for its retrieval and for its gloss."""
+        held = self._held_words
+        todo = [w for w in words if w not in held]
+        found = set(self._stored.known_word_vectors(todo)) if todo else set()
+        if len(held) + len(todo) > MAX_KEPT_MATCHES:
+            held.clear()
+        held.update((w, w in found) for w in todo)
+        return {w for w in words if w in found or held.get(w)}
 
     def _word_matches(self, pieces: list[str]) -> list[Match]:
         """The documents' word nearest each piece of a question (:meth:`Store.word_matches`), kept: a
