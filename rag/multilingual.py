@@ -107,7 +107,8 @@ def encode(texts: list[str]) -> np.ndarray:
 def lexical_query(text: str) -> str:
     """What of a question in another language can still match English words: its words in Latin letters,
     its numbers, and the pinyin of each run of two and three Chinese characters ("张志军" -> "zhangzhi",
-    "zhijun", "zhangzhijun"), as Chinese names and places are written in English. Single syllables are
+    "zhijun", "zhangzhijun"), as Chinese names and places are written in English, in each reading of
+    characters with several. Single syllables are
     left out: too many of them are English words ("he", "an", "men")."""
     words = _LATIN_OR_NUMBER.findall(text)
     runs = _CJK.findall(text)
@@ -117,7 +118,13 @@ def lexical_query(text: str) -> str:
         for run in runs:
             syllables = lazy_pinyin(run)
             for n in (2, 3):
-                words += ["".join(syllables[i : i + n]) for i in range(len(syllables) - n + 1)]
+                for i in range(len(syllables) - n + 1):
+                    # and the other readings of its characters (the traditional "長春" reads "zhangchun"
+                    # first, but is "changchun")
+                    spellings = ["".join(syllables[i : i + n])] + [
+                        "".join(r) for r in _readings(run[i : i + n])
+                    ]
+                    words += list(dict.fromkeys(spellings))
     return " ".join(words)
 
 
@@ -170,15 +177,18 @@ def nearest(pieces: np.ndarray, words: Sequence[str], vectors: np.ndarray) -> li
 # "the meeting is who", is as near "who" as "谁" is), so theirs are listed, the more particular first
 # ("哪一年" asks when before "哪" asks which)
 INTERROGATIVES = ("who", "when", "where", "what", "which", "why", "how", "how many", "how much")
-_CJK_ASKS = (
-    ("why", "为什么|为何|なぜ|どうして"),
-    ("when", "什么时候|何时|哪一?天|哪一?年|几月|几号|几时|哪个月|いつ|何年|何月|何日"),
-    ("how many", "多少|几|いくつ|いくら|何人|何台|何個|何回|何件|何社"),
+_CJK_ASKS = (  # simplified and traditional Chinese, then Japanese
+    ("why", "为什么|為什麼|为何|為何|なぜ|どうして"),
+    (
+        "when",
+        "什么时候|什麼時候|何时|何時|哪一?天|哪一?年|[几幾]月|[几幾][号號]|[几幾]时|[几幾]時|哪[个個]月|いつ|何年|何月|何日",
+    ),
+    ("how many", "多少|[几幾]|いくつ|いくら|何人|何台|何個|何回|何件|何社"),
     ("who", "谁|誰|だれ"),
-    ("where", "哪里|哪儿|在哪|何处|何地|どこ"),
+    ("where", "哪里|哪裡|哪儿|哪兒|在哪|何处|何處|何地|どこ"),
     ("which", "哪|どの|どれ|どちら"),
-    ("what", "什么|啥|何|なに|なん"),
-    ("how", "怎么|怎样|如何|どう|どのように"),
+    ("what", "什么|什麼|啥|何|なに|なん"),
+    ("how", "怎么|怎麼|怎样|怎樣|如何|どう|どのように"),
 )
 
 
@@ -294,26 +304,36 @@ def named(pieces: list[str], matches: list[Match], known: Callable[[list[str]], 
 
 def _pinyin_names(pieces: list[str], known: Callable[[list[str]], set[str]]) -> list[str | None]:
     """For each piece, the name its pinyin spells in the documents ("长春" -> "changchun"; "张志军" ->
-    "zhang zhijun", a surname of one syllable and a given name of two), else None."""
-    spelled = []  # per piece: the words it would be, or None
+    "zhang zhijun", a surname of one syllable and a given name of two), else None. A character with
+    several readings is tried in each (the traditional "長春" reads "zhangchun" first)."""
+    spelled = []  # per piece: the spellings it may be, each a list of words
     for piece in pieces:
-        syllables = _syllables(piece) if 2 <= len(piece) <= 3 and _CJK.fullmatch(piece) else ()
-        if len(syllables) == 2:
-            spelled.append(["".join(syllables)])
-        elif len(syllables) == 3:
-            spelled.append([syllables[0], "".join(syllables[1:])])
-        else:
-            spelled.append(None)
-    wanted = sorted({w for words in spelled if words for w in words})
+        readings = _readings(piece) if 2 <= len(piece) <= 3 and _CJK.fullmatch(piece) else []
+        spelled.append(
+            [["".join(r)] if len(r) == 2 else [r[0], "".join(r[1:])] for r in readings]  # surname, name
+        )
+    wanted = sorted({w for options in spelled for words in options for w in words})
     held = known(wanted) if wanted else set()
-    return [" ".join(words) if words and all(w in held for w in words) else None for words in spelled]
+    return [
+        next((" ".join(words) for words in options if all(w in held for w in words)), None)
+        for options in spelled
+    ]
 
 
 @lru_cache(maxsize=65_536)
-def _syllables(piece: str) -> tuple[str, ...]:
-    from pypinyin import lazy_pinyin
+def _readings(piece: str) -> tuple[tuple[str, ...], ...]:
+    """The pinyin of ``piece``, a syllable per character: the most likely reading first, then others
+    of characters with several (two readings a character at most, four spellings in all)."""
+    from pypinyin import Style, lazy_pinyin, pinyin
 
-    return tuple(lazy_pinyin(piece))
+    first = tuple(lazy_pinyin(piece))
+    per_character = pinyin(piece, style=Style.NORMAL, heteronym=True)
+    if len(per_character) != len(first):
+        return (first,)
+    spellings: list[tuple[str, ...]] = [()]
+    for likely, others in zip(first, per_character, strict=True):
+        spellings = [(*s, o) for s in spellings for o in list(dict.fromkeys([likely, *others]))[:2]]
+    return tuple(dict.fromkeys([first, *spellings]))[:4]
 
 
 def latin_names(text: str) -> list[str]:

@@ -88,7 +88,7 @@ def test_a_question_is_rendered_in_the_documents_own_words():
 
 
 def test_a_question_is_glossed_in_english_for_the_reader():
-    words = ["battery", "gas", "monitor", "plant", "the", "volcano", "weiming", "zhang"]
+    words = ["battery", "changchun", "gas", "monitor", "plant", "the", "volcano", "weiming", "zhang"]
     vectors = multilingual.encode(words)
 
     def lookup(texts):
@@ -105,6 +105,8 @@ def test_a_question_is_glossed_in_english_for_the_reader():
     # a Chinese name is the documents' word its pinyin spells, not a name each character resembles
     named = multilingual.gloss("张伟明在哪个工厂？", lookup, known)
     assert named == ("where zhang weiming plant?", ("zhang weiming",))
+    # traditional characters too: 長 reads "zhang" first, but 長春 is Changchun
+    assert multilingual.gloss("長春在哪裡？", lookup, known) == ("where changchun?", ("changchun",))
     assert text("Wer überwacht den Vulkan?").startswith("who ")
     assert text("Der Vulkan: wann brach er aus?").startswith("when ")  # not the article "der"
     assert text("2019年") == "2019?"
