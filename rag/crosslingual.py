@@ -7,9 +7,10 @@ English; and by a short answer first when the reader is sure of one.
 1. Retrieve through the multilingual vectors (:meth:`rag.Index.search_multilingual`); a follow-up is also
    retrieved with the user's previous question in front of it, and each passage keeps its better match.
 2. Decline, in the question's language, when the question names in Latin letters something that no
-   document holds, or when no passage comes near it (:data:`MIN_SIMILARITY`).
+   document holds, or when no passage comes near it (:data:`MIN_SIMILARITY`) and it names nothing that
+   the documents hold.
 3. Otherwise the reader reads the question glossed word by word in the documents' English
-   (:meth:`rag.Index.gloss`: "谁主持了会议？" -> "who presided meeting?") in the best passage. The
+   (:meth:`rag.Index.gloss`: "火山里在监测什么气体？" -> "what volcano monitor gas?") in the best passage. The
    sentence holding its span is quoted, with the next best sentences of the passage (by their
    multilingual vectors' nearness to the question) while the quote stays short. The span is the short
    answer when the reader's certainty reaches the threshold an English answer must reach; the gloss is

@@ -231,7 +231,7 @@ def gloss(
     """``question`` rendered in English for the English reader, word by word: its interrogative
     first ("谁" -> "who"), then, in the question's order, the documents' words nearest its pieces
     (``lookup``: the index's nearest word to each, by their multilingual vectors), names in Latin
-    letters and numbers as they are: "2023年大会是谁主持的？" -> "who 2023 year conference presided?".
+    letters and numbers as they are: "火山里在监测什么气体？" -> "what volcano monitor gas?".
 
     The pieces are runs of one to four Chinese or Japanese characters, and the other words; where pieces
     overlap, the nearer match wins, so that each character is rendered once. Two or three Chinese

@@ -171,8 +171,8 @@ class Index:
 
     def gloss(self, question: str) -> Gloss:
         """``question``, in another language than English, rendered word by word in the documents'
-        English for the English reader (:func:`rag.multilingual.gloss`): "谁主持了会议？" -> "who
-        presided meeting?"."""
+        English for the English reader (:func:`rag.multilingual.gloss`): "火山里在监测什么气体？" ->
+        "what volcano monitor gas?"."""
         from . import multilingual
 
         if not self._stored.has_multilingual:
