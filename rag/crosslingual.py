@@ -50,7 +50,8 @@ def answer_other(
     if not hits:
         return Answer(True, language=language)
     related = [index.citation(h) for h in hits]
-    unknown = [name for name in multilingual.latin_names(question) if not index.knows(name)]
+    latin = multilingual.latin_names(question)
+    unknown = [name for name in latin if not index.knows(name)]
     if unknown:
         reason = message(language, "never", names=name_listing(unknown))
         return Answer(True, related, reason=reason, language=language)
@@ -60,8 +61,7 @@ def answer_other(
     english = index.gloss(question)
     # a question naming what the documents hold is about them, however loosely it matches a passage (a
     # short one: "王子联是什么职务？" scores 0.12 with the passage that answers it)
-    named = english.names or (multilingual.latin_names(question) and not unknown)
-    if max(h.dense for h in hits) < MIN_SIMILARITY and not named:
+    if max(h.dense for h in hits) < MIN_SIMILARITY and not (english.names or latin):
         return Answer(True, related, reason=message(language, "related"), language=language)
     spans = reader.read(english.text, [index.passages[hits[0].row].text], top=1) if english.text else []
     span = spans[0] if spans else None

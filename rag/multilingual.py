@@ -108,8 +108,8 @@ def lexical_query(text: str) -> str:
     """What of a question in another language can still match English words: its words in Latin letters,
     its numbers, and the pinyin of each run of two and three Chinese characters ("张志军" -> "zhangzhi",
     "zhijun", "zhangzhijun"), as Chinese names and places are written in English, in each reading of
-    characters with several. Single syllables are
-    left out: too many of them are English words ("he", "an", "men")."""
+    characters with several. Single syllables are left out: too many of them are English words ("he",
+    "an", "men")."""
     words = _LATIN_OR_NUMBER.findall(text)
     runs = _CJK.findall(text)
     if runs:
