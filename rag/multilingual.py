@@ -237,7 +237,8 @@ def gloss(
     overlap, the nearer match wins, so that each character is rendered once. Two or three Chinese
     characters whose pinyin is a word of the documents (``known``: those of the words given that the
     index holds) are that name first: "张志军" -> "zhang zhijun", where the encoder would have matched
-    each character to some name."""
+    each character to some name. A word of two to four Chinese characters that the dictionary lists
+    comes next (:func:`translated`): "省长" -> "governor province"."""
     script = _CJK_OR_KANA.search(question) is not None
     pieces, rendered = _gloss_pieces(question, script)
     names: list[str] = []
@@ -247,6 +248,8 @@ def gloss(
         matches = lookup(texts)
         lead = _asks(question) if script else _interrogative(texts, matches)
         matches = named(texts, matches, known)
+        if script:
+            matches = translated(texts, matches, known)
         names = [m[0] for m in matches if m and m[1] == NAMED]
         # the nearest match first; of two as near, the longer piece ("张伟明" over its "伟明")
         nearest_first = sorted(
@@ -286,6 +289,23 @@ def _gloss_pieces(question: str, script: bool) -> tuple[list[tuple[int, int, str
         else:
             pieces.append((m.start(), m.end(), word))
     return pieces, kept
+
+
+DICTIONARY = 1.0  # the "cosine" of a word the dictionary renders: nearer than any match (longer: nearer)
+
+
+def translated(
+    pieces: list[str], matches: list[Match], known: Callable[[list[str]], set[str]]
+) -> list[Match]:
+    """``matches``, except that a word of two to four Chinese characters that the dictionary lists is
+    rendered by it in the documents' words (:func:`rag.dictionary.render`: "省长" -> "governor province",
+    where the encoder's nearest word is "province"); a name found by its pinyin stays that name."""
+    from . import dictionary
+
+    return [
+        (words, DICTIONARY + len(piece) / 100) if words and not (match and match[1] == NAMED) else match
+        for piece, words, match in zip(pieces, dictionary.render(pieces, known), matches, strict=True)
+    ]
 
 
 NAMED = 2.0  # the "cosine" of a piece whose pinyin is a name the documents hold: nearer than any match
