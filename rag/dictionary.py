@@ -53,9 +53,8 @@ def _entries() -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=65_536)
 def senses(word: str) -> tuple[tuple[str, ...], ...]:
     """The senses CC-CEDICT gives ``word``, each as its content words: "主持" -> (("take", "charge"),
-    ("manage", "direct"), ("preside",), ...). Empty for a word it does not list."""
-    if len(word) not in LENGTHS:
-        return ()
+    ("manage", "direct"), ("preside",), ...). Empty for a word it does not list (every single
+    character: only words of two to four are read)."""
     out = []
     for meaning in _entries().get(word, ()):
         for sense in meaning.split(";"):
@@ -88,14 +87,14 @@ def render(pieces: list[str], known: Callable[[list[str]], set[str]]) -> list[st
     senses, the one with the largest share of words that the documents hold (``known``: those of the
     words given that they hold), in the documents' forms; of equal shares, the dictionary's first.
     "省长" -> "governor province" ("governor of a province"), "主持" -> "presided"."""
-    options = [[[(w, forms(w)) for w in sense] for sense in senses(p)] for p in pieces]
-    wanted = sorted({f for per_piece in options for sense in per_piece for _, fs in sense for f in fs})
+    options = [[[forms(w) for w in sense] for sense in senses(p)] for p in pieces]
+    wanted = sorted({f for per_piece in options for sense in per_piece for fs in sense for f in fs})
     held = known(wanted) if wanted else set()
     rendered: list[str | None] = []
     for per_piece in options:
         best, share = None, 0.0
         for sense in per_piece:
-            kept = [f for f in (next((f for f in fs if f in held), None) for _, fs in sense) if f]
+            kept = [f for f in (next((f for f in fs if f in held), None) for fs in sense) if f]
             if kept and len(kept) / len(sense) > share:
                 best, share = " ".join(dict.fromkeys(kept)), len(kept) / len(sense)
         rendered.append(best)
