@@ -22,6 +22,8 @@ from .milvus import (
     LAYOUT,
     MAX_RECORD,
     MAX_SENTENCES,
+    PACKED,
+    SENTENCES_PER_STRING,
     MilvusIndex,
     _pymilvus,
     _why,
@@ -178,8 +180,8 @@ class MilvusTarget:
             "sentences",
             DataType.ARRAY,
             element_type=DataType.VARCHAR,
-            max_capacity=MAX_SENTENCES,
-            max_length=4 * (2 * DIMENSION + 2) // 3,
+            max_capacity=-(-MAX_SENTENCES // SENTENCES_PER_STRING),
+            max_length=SENTENCES_PER_STRING * PACKED,
         )
         if with_multilingual:
             s.add_field("multilingual", DataType.FLOAT_VECTOR, dim=multilingual.DIMENSION)

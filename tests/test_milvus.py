@@ -88,6 +88,24 @@ def test_milvus_ranks_and_answers_as_the_folder_index(tmp_path, tiny_docs, lite)
     assert held.knows("sourdough") and not held.knows("Zanzibar")
 
 
+def test_a_passage_of_many_sentences_keeps_every_sentence_vector(tmp_path, lite):
+    # a row keeps its sentences' vectors packed into strings of a bounded length: one passage here holds
+    # more than one string's worth, and the sentence that matches the question comes last
+    colours = ["red", "blue", "green", "amber", "violet", "grey", "white", "black", "pink", "teal"]
+    lines = [f"Crate {i} is {colours[i % 10]}." for i in range(80)]
+    lines.append("The lighthouse keeper painted the last crate with golden stripes.")
+    docs = [make_document("crates.txt", "Crates\n\n" + " ".join(lines) + "\n")]
+    wide = ChunkSettings(max_tokens=1000)
+    folder = rag.open_index(documents=docs, index_dir=tmp_path / "files", progress=False, chunking=wide)
+    held = open_milvus(docs, tmp_path, lite, chunking=wide)
+    assert held.num_passages == folder.num_passages == 1
+    assert len(held.passages[0].sentences) > milvus.SENTENCES_PER_STRING
+    q = "Who painted golden stripes on the last crate?"
+    (ours,), (theirs,) = held.search(q, k=1), folder.search(q, k=1)
+    # the fused score adds the passage's best sentence's cosine: that of its last sentence
+    assert ours.score == pytest.approx(theirs.score, abs=1e-3)
+
+
 def test_questions_in_other_languages_work_on_milvus(tmp_path, tiny_docs, lite):
     folder = rag.open_index(documents=tiny_docs, index_dir=tmp_path / "files", progress=False)
     held = open_milvus(tiny_docs, tmp_path, lite)
