@@ -4,8 +4,9 @@ The reader reads English only, so such a question is answered by the English sen
 quoted with their ``[1]`` mark under a line, in the question's language, that says the source is in
 English; and by a short answer first when the reader is sure of one.
 
-1. Retrieve through the multilingual vectors (:meth:`rag.Index.search_multilingual`); a follow-up is also
-   retrieved with the user's previous question in front of it, and each passage keeps its better match.
+1. Retrieve through the multilingual vectors and BM25 over the question's words rendered in the documents'
+   English (:meth:`rag.Index.search_multilingual`); a follow-up is also retrieved with the user's
+   previous question in front of it, and each passage keeps its better match.
 2. Decline, in the question's language, when the question names in Latin letters something that no
    document holds, or when no passage comes near it (:data:`MIN_SIMILARITY`) and it names nothing that
    the documents hold.
@@ -46,7 +47,10 @@ def answer_other(
     previous = last_turn(history, "user")
     queries = [question] + ([f"{previous} {question}"] if previous else [])
     query_vectors = multilingual.encode(queries)
-    hits = index.search_multilingual(queries, k=k, query_vectors=query_vectors)
+    # the question rendered word by word in the documents' English ("火山里在监测什么气体？" -> "what volcano
+    # monitor gas?"): searched for, and read by the English reader
+    english = index.gloss(question)
+    hits = index.search_multilingual(queries, k=k, query_vectors=query_vectors, gloss=english)
     if not hits:
         return Answer(True, language=language)
     related = [index.citation(h) for h in hits]
@@ -55,10 +59,9 @@ def answer_other(
     if unknown:
         reason = message(language, "never", names=name_listing(unknown))
         return Answer(True, related, reason=reason, language=language)
-    # the English reader reads the question rendered in English word by word (Index.gloss) in the best
-    # passage: the sentence holding its span is quoted first, and the span is the short answer when the
-    # reader is as sure of it as it must be of an English question's
-    english = index.gloss(question)
+    # the English reader reads the gloss in the best passage: the sentence holding its span is quoted
+    # first, and the span is the short answer when the reader is as sure of it as it must be of an
+    # English question's
     # a question naming what the documents hold is about them, however loosely it matches a passage (a
     # short one: "王子联是什么职务？" scores 0.12 with the passage that answers it)
     if max(h.dense for h in hits) < MIN_SIMILARITY and not (english.names or latin):

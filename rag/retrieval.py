@@ -136,15 +136,22 @@ class Index:
         return self._stored.has_multilingual
 
     def search_multilingual(
-        self, queries: list[str], *, k: int = 5, query_vectors: np.ndarray | None = None
+        self,
+        queries: list[str],
+        *,
+        k: int = 5,
+        query_vectors: np.ndarray | None = None,
+        gloss: Gloss | None = None,
     ) -> list[Hit]:
         """Passages for a question in another language than English: each passage's best cosine with
         the multilingual vectors of ``queries`` (the question; and for a follow-up, the question with
         the one before it), fused as an English question's cosine is (:data:`DENSE_WEIGHT`) with BM25,
         normalised to the best, over the words that still match across languages
-        (:func:`rag.multilingual.lexical_query`) and the documents' words nearest to the question's
-        (:func:`rag.multilingual.nearest_words`). ``query_vectors``: those of ``queries``, when the caller
-        has them already."""
+        (:func:`rag.multilingual.lexical_query`), the documents' words nearest to the question's
+        (:func:`rag.multilingual.nearest_words`) and the question's words rendered in the documents'
+        English (:meth:`gloss`: the dictionary's "governor" for 省长, where the nearest word may be
+        "province"). ``query_vectors``, ``gloss``: those of ``queries`` and of the question, when the
+        caller has them already."""
         from . import multilingual
 
         store = self._stored
@@ -157,7 +164,9 @@ class Index:
         pieces = multilingual.word_pieces(queries[0])
         matches = multilingual.named(pieces, self._word_matches(pieces), self._known_words)
         words = sorted({m[0] for m in matches if m})
-        toks = terms(" ".join([multilingual.lexical_query(queries[0]), *words]))
+        if gloss is None:
+            gloss = self.gloss(queries[0])
+        toks = terms(" ".join([multilingual.lexical_query(queries[0]), *words, gloss.text]))
         lex_top = store.lexical(toks, depth)
         lexical = dict(lex_top)
         only_lexical = [i for i in lexical if i not in dense]

@@ -138,6 +138,32 @@ def test_chinese_words_the_dictionary_lists_are_rendered_in_the_documents_words(
     assert multilingual.gloss("省長是誰？", lookup, known).text == "who governor province?"  # traditional
 
 
+FESTIVAL = Document(
+    "festival.txt",
+    "The Harbour Festival",
+    None,
+    "The Harbour Festival\n\n"
+    "The Harbour Festival filled the old port of Lindvik with boats, music and food stalls for three days"
+    " in June. The opening ceremony began at noon on the quay: brass bands played, the mayor's choir "
+    "sang, speeches welcomed visitors from the islands, and a ribbon was cut in front of the harbour "
+    "office as the crowd cheered the ceremony. Fishing crews raced their boats across the bay, and the "
+    "town's bakers sold smoked fish pies from carts along the harbour wall. Evening concerts drew crowds "
+    "of several thousand people to the waterfront. Maria Lund, the governor of the province, handed the "
+    "trophy to the winning crew. On the last night fireworks were launched from a barge moored in the "
+    "middle of the bay, and the festival closed with a parade of lit sailing ships past the lighthouse.\n",
+)
+
+
+def test_words_the_dictionary_renders_are_searched_for(tmp_path):
+    # the question's 省长 is "governor" in the dictionary; by its multilingual vector alone, the passage
+    # about the festival in general comes first, not the one that names the governor
+    index = rag.Index.build(documents=[FESTIVAL], index_dir=tmp_path, progress=False)
+    governor = next(i for i, p in enumerate(index.passages) if "governor" in p.text)
+    for question in ["港口节上的省长叫什么名字？", "省长是谁？"]:
+        assert index.search_multilingual([question], k=1)[0].row == governor, question
+    assert "Maria Lund" in rag.ask("港口节上的省长叫什么名字？", index=index).support
+
+
 def test_names_that_must_be_in_the_documents():
     assert multilingual.latin_names("Chen Tingchen带领的代表团来自哪个CAS研究所？") == ["Chen Tingchen"]
     assert multilingual.latin_names("7月发布了什么？") == []  # "July" in English
