@@ -38,7 +38,8 @@ from .types import Answer
 # and 6 about the articles' subjects, 0.17-0.41. Questions on the articles' own subjects that the
 # articles do not answer stay above it: what declines them is a name no document holds.
 MIN_SIMILARITY = 0.16
-MAX_WORDS = 50  # the quote's length, in words: it and a reply's first line stay within 60
+MAX_WORDS = 50  # the quote's length, in words, at most
+REPLY_WORDS = 60  # the reply's: its first line (the short answer, the note), the quote and its mark
 
 
 def answer_other(
@@ -96,12 +97,16 @@ def answer_other(
             short = passage.text[a:b] or None
     first = index.citation(hit, answer=(start, end))
     rest = [index.citation(h) for h in hits if h.row != hit.row]
-    return Answer(False, [first, *rest], short, _quote(candidates, ranked, sentence), language=language)
+    # a long short answer, or a note of several words, leaves the quote fewer
+    headline = len(message(language, "english").split()) + len((short or "").split())
+    words = min(MAX_WORDS, REPLY_WORDS - headline - 1)
+    quote = _quote(candidates, ranked, sentence, words)
+    return Answer(False, [first, *rest], short, quote, language=language)
 
 
-def _quote(candidates: list[tuple], ranked: list[int], first: str | None = None) -> str:
+def _quote(candidates: list[tuple], ranked: list[int], first: str | None, most: int) -> str:
     """The best sentence (``first`` when given: the reader's, cut around its span), with the next best of
-    the same passage while the quote stays within MAX_WORDS words, in the passage's order (whole sentences
+    the same passage while the quote stays within ``most`` words, in the passage's order (whole sentences
     only). One sentence often misses the answer that its neighbour holds (on eval/qa-zh.jsonl, before
     questions were also matched word by word, the reply held the gold 43% of the time with one sentence,
     52% with this)."""
@@ -112,12 +117,12 @@ def _quote(candidates: list[tuple], ranked: list[int], first: str | None = None)
         c = candidates[i]
         n = len(_text(c).split())
         text = _text(c).strip()
-        if c[0] is best[0] and _whole(c) and words + n <= MAX_WORDS and text not in texts.values():
+        if c[0] is best[0] and _whole(c) and words + n <= most and text not in texts.values():
             texts[i] = text
             words += n
     quote = " ".join(texts[i] for i in sorted(texts, key=lambda i: candidates[i][2]))
     cut = quote.split()
-    return quote if len(cut) <= MAX_WORDS else " ".join(cut[:MAX_WORDS]) + "…"
+    return quote if len(cut) <= most else " ".join(cut[:most]) + "…"
 
 
 def _holds(candidate: tuple, hit, offset: int) -> bool:

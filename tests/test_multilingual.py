@@ -164,6 +164,19 @@ def test_words_the_dictionary_renders_are_searched_for(tmp_path):
     assert "Maria Lund" in rag.ask("港口节上的省长叫什么名字？", index=index).support
 
 
+def test_a_reply_in_another_language_stays_within_sixty_words(tmp_path, monkeypatch):
+    # the quote gives way to the first line: here a note of 16 words (a translation may run long)
+    from rag import messages
+
+    note = "来源 文档 是 英文 的 ， 原文 如下 ： 请 参阅 下面 的 英文 引文 ："
+    monkeypatch.setitem(messages.MESSAGES, "zh", {**messages.MESSAGES["zh"], "english": note})
+    index = rag.Index.build(documents=[FESTIVAL], index_dir=tmp_path, progress=False)
+    for question in ["港口节上的省长叫什么名字？", "港口节期间有什么活动？"]:
+        answer = rag.ask(question, index=index)
+        assert not answer.abstained, question
+        assert len(answer.text.split()) <= 60, answer.text
+
+
 def test_names_that_must_be_in_the_documents():
     assert multilingual.latin_names("Chen Tingchen带领的代表团来自哪个CAS研究所？") == ["Chen Tingchen"]
     assert multilingual.latin_names("7月发布了什么？") == []  # "July" in English
