@@ -60,13 +60,13 @@ def answer_other(
     if unknown:
         reason = message(language, "never", names=name_listing(unknown))
         return Answer(True, related, reason=reason, language=language)
-    # the English reader reads the gloss in the best passage: the sentence holding its span is quoted
-    # first, and the span is the short answer when the reader is as sure of it as it must be of an
-    # English question's
     # a question naming what the documents hold is about them, however loosely it matches a passage (a
     # short one: "王子联是什么职务？" scores 0.12 with the passage that answers it)
     if max(h.dense for h in hits) < MIN_SIMILARITY and not (english.names or latin):
         return Answer(True, related, reason=message(language, "related"), language=language)
+    # the English reader reads the gloss in the best passage: the sentence holding its span is quoted
+    # first, and the span is the short answer when the reader is as sure of it as it must be of an
+    # English question's
     spans = reader.read(english.text, [index.passages[hits[0].row].text], top=1) if english.text else []
     span = spans[0] if spans else None
     candidates = []  # (hit, passage, sentence start, sentence end), offsets in the passage
