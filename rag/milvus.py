@@ -9,9 +9,10 @@ manifest last: readers see the old index or the new one, never half of one. A ge
     <name>__g<id>       one row per passage: its row number (key), its JSON record (as chunks.jsonl),
                         its search terms (BM25, Milvus's own, by a BM25 function over them) and the
                         document frequency of each distinct one (so that a passage another ranking
-                        found is scored by BM25 here, with no lookup of frequencies), its vector,
-                        its sentences' vectors (float16, one base64 string each: the folder index's
-                        values, fetched with the passage), and its multilingual vector when built
+                        found is scored by BM25 here, with no lookup of frequencies), its vector
+                        (searched, and again as a string, to fetch), its sentences' vectors (float16,
+                        in base64 strings: the folder index's values, fetched with the passage), and
+                        its multilingual vector when built
     <name>__g<id>_w     the passages' English words and their multilingual vectors (when built)
     <name>__g<id>_k     keys and values: the manifest, cut into parts ("manifest/00000"...; "manifest"
                         says how many, and is written last), and each search term's document frequency
@@ -50,13 +51,20 @@ log = logging.getLogger("rag")
 
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults, which the folder backend uses
 MAX_SENTENCES = 1024  # sentence vectors a passage row holds
-# a sentence vector as a row keeps it: float16, in base64 (768 bytes: 1,024 characters, no padding); a row
-# keeps its sentences in as few strings as a VARCHAR allows, for Milvus returns an array's elements one by one
-# (a search that brought back 30 passages' sentences, one string each, took 0.6 ms more)
+# a sentence vector as a row keeps it: float16, in base64 (768 bytes: 1,024 characters, no padding). A row
+# keeps its first SENTENCES_PER_STRING sentences in one VARCHAR ("sentences") and any more in an array
+# ("more_sentences", empty for nearly every passage), for the client decodes an array's elements one by one:
+# a search that brought back 30 passages' sentences took 0.6 ms more as one string per sentence in an
+# array, and 0.8 ms more as one string in an array, than as a VARCHAR
 PACKED = 4 * (2 * DIMENSION) // 3
 SENTENCES_PER_STRING = 65_535 // PACKED
-LAYOUT = 4  # of the collections; an index written in another is rebuilt (1 kept sentences apart, 2 had
-# no document frequencies in the passage rows, 3 kept one string per sentence)
+# the passage vector again, as float32 in base64 (2,048 characters): a search returns it as a string, which
+# the client hands over as it is, where it decodes a float vector field one number at a time (1.3 ms more
+# for the 30 passages of a BM25 search, on the critical path of every question)
+PACKED_VECTOR = 4 * (4 * DIMENSION) // 3
+LAYOUT = 5  # of the collections; an index written in another is rebuilt (1 kept sentences apart, 2 had
+# no document frequencies in the passage rows, 3 kept one string per sentence, 4 had no packed vector and
+# kept every sentence in an array)
 MAX_RECORD = 65_535  # bytes of one passage record
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
@@ -108,14 +116,25 @@ def _why(e: Exception) -> str:
     return str(getattr(e, "message", None) or e).splitlines()[0][:200]
 
 
-def pack_sentences(vectors: np.ndarray) -> list[str]:
+def pack_sentences(vectors: np.ndarray) -> tuple[str, list[str]]:
     """A passage's sentence vectors as its row keeps them: float16 in base64, up to
-    :data:`SENTENCES_PER_STRING` of them a string."""
+    :data:`SENTENCES_PER_STRING` of them a string; the first string, and the rest."""
     step = SENTENCES_PER_STRING
-    return [
+    packed = [
         base64.b64encode(vectors[i : i + step].astype(np.float16).tobytes()).decode("ascii")
         for i in range(0, len(vectors), step)
     ]
+    return (packed[0] if packed else ""), packed[1:]
+
+
+def pack_vector(vector: np.ndarray) -> str:
+    """A passage vector as its row keeps it beside the searchable one: float32 in base64."""
+    return base64.b64encode(vector.astype(np.float32).tobytes()).decode("ascii")
+
+
+def unpack_vectors(packed: Sequence[str]) -> np.ndarray:
+    raw = base64.b64decode("".join(packed))  # a vector is 1,536 bytes: its base64 has no padding
+    return np.frombuffer(raw, dtype=np.float32).reshape(-1, DIMENSION)
 
 
 def unpack_sentences(packed: Sequence[str]) -> np.ndarray:
@@ -263,12 +282,6 @@ class MilvusIndex:
             if "record" in r:
                 self._passages.keep(row, r["record"])
 
-    def _ordered(self, rows: Sequence[int], field: str) -> np.ndarray:
-        if not len(rows):
-            return np.zeros((0, DIMENSION if field == "dense" else multilingual.DIMENSION), np.float32)
-        found = self._fields(rows, (field,))
-        return np.asarray([found[int(i)][field] for i in rows], dtype=np.float32)
-
     def _search(self, collection, data, field, limit, metric, outputs=()) -> list[list[dict]]:
         return self._client.search(
             collection,
@@ -292,14 +305,15 @@ class MilvusIndex:
         return [(int(h["id"]), float(h["distance"])) for h in hits]
 
     def passage_vectors(self, rows: Sequence[int]) -> np.ndarray:
-        return self._ordered(rows, "dense")
+        found = self._fields(rows, ("vector",))
+        return unpack_vectors([found[int(i)]["vector"] for i in rows]).copy()
 
     def lexical(self, words: list[str], depth: int) -> list[tuple[int, float]]:
         text = search_text(words)
         if not text:  # Milvus finds nothing for words no passage holds, too
             return []
         # with their vectors: the passages BM25 finds that the dense search did not are scored by both
-        outputs = ("record", "terms", "dfs", "dense", "sentences")
+        outputs = ("record", "terms", "dfs", "vector", "sentences")
         (hits,) = self._search(self.collection, [text], "sparse", depth, "BM25", outputs)
         self._keep([{"row": h["id"], **h["entity"]} for h in hits])
         self._note_frequencies(text.split(), [h["entity"] for h in hits], every=len(hits) < depth)
@@ -367,12 +381,19 @@ class MilvusIndex:
 
     def passage_sentences(self, rows: Sequence[int]) -> list[np.ndarray]:
         found = self._fields(rows, ("sentences",))
-        return [unpack_sentences(found[int(r)]["sentences"]) for r in rows]
+        # a full first string: the passage may have more sentences (fetched then, in one request)
+        full = [r for r in rows if len(found[int(r)]["sentences"]) == SENTENCES_PER_STRING * PACKED]
+        more = self._fields(full, ("more_sentences",)) if full else {}
+        return [
+            unpack_sentences([found[int(r)]["sentences"], *more.get(int(r), {}).get("more_sentences", [])])
+            for r in rows
+        ]
 
     def prefetch(self, rows: Sequence[int], *, multilingual: bool) -> None:
         """Fetch what a build copies of ``rows`` - records, vectors, sentence vectors - in few requests."""
         if rows:
-            fields = ("record", "dense", "sentences") + (("multilingual",) if multilingual else ())
+            fields = ("record", "vector", "sentences", "more_sentences")
+            fields += ("multilingual",) if multilingual else ()
             self._fields(rows, fields)
 
     def multilingual_dense(self, queries: np.ndarray, depth: int) -> list[tuple[int, float]]:
@@ -385,7 +406,10 @@ class MilvusIndex:
         return best_by_row([(int(h["id"]), float(h["distance"])) for q in hits for h in q], depth)
 
     def multilingual_vectors(self, rows: Sequence[int]) -> np.ndarray:
-        return self._ordered(rows, "multilingual")
+        if not len(rows):
+            return np.zeros((0, multilingual.DIMENSION), np.float32)
+        found = self._fields(rows, ("multilingual",))
+        return np.asarray([found[int(i)]["multilingual"] for i in rows], dtype=np.float32)
 
     def word_matches(self, pieces: np.ndarray) -> list[multilingual.Match]:
         if not self.has_multilingual or not len(pieces):

@@ -23,12 +23,14 @@ from .milvus import (
     MAX_RECORD,
     MAX_SENTENCES,
     PACKED,
+    PACKED_VECTOR,
     SENTENCES_PER_STRING,
     MilvusIndex,
     _pymilvus,
     _why,
     client,
     pack_sentences,
+    pack_vector,
     search_text,
 )
 from .nlp import terms
@@ -176,11 +178,13 @@ class MilvusTarget:
         s.add_field("dfs", DataType.VARCHAR, max_length=65_535)  # of each distinct term, in order
         s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         s.add_field("dense", DataType.FLOAT_VECTOR, dim=DIMENSION)
+        s.add_field("vector", DataType.VARCHAR, max_length=PACKED_VECTOR)  # the same, packed
+        s.add_field("sentences", DataType.VARCHAR, max_length=SENTENCES_PER_STRING * PACKED)
         s.add_field(
-            "sentences",
+            "more_sentences",
             DataType.ARRAY,
             element_type=DataType.VARCHAR,
-            max_capacity=-(-MAX_SENTENCES // SENTENCES_PER_STRING),
+            max_capacity=-(-MAX_SENTENCES // SENTENCES_PER_STRING) - 1,
             max_length=SENTENCES_PER_STRING * PACKED,
         )
         if with_multilingual:
@@ -296,7 +300,8 @@ def write_milvus_generation(target: MilvusTarget, chunk, plan, old, work, *, ski
                 row = {"row": n + j, "record": rec.decode("utf-8"), "terms": " ".join(words)}
                 row["dfs"] = " ".join(str(df[t]) for t in dict.fromkeys(words))
                 row["dense"] = doc.vectors[j].astype(np.float32).tolist()
-                row["sentences"] = pack_sentences(doc.sentences[j])
+                row["vector"] = pack_vector(doc.vectors[j])
+                row["sentences"], row["more_sentences"] = pack_sentences(doc.sentences[j])
                 if doc.multilingual is not None:
                     row["multilingual"] = doc.multilingual[j].astype(np.float32).tolist()
                     vocabulary |= multilingual.vocabulary(text)
