@@ -66,6 +66,7 @@ LAYOUT = 5  # of the collections; an index written in another is rebuilt (1 kept
 # no document frequencies in the passage rows, 3 kept one string per sentence, 4 had no packed vector and
 # kept every sentence in an array)
 MAX_RECORD = 65_535  # bytes of one passage record
+LITE_START_SECONDS = 30.0  # how long a Milvus Lite process that has not opened its socket yet is waited for
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
@@ -95,14 +96,20 @@ def client(settings: MilvusSettings):
             options = {"token": settings.token} if settings.token else {}
             if settings.database:
                 options["db_name"] = settings.database
-            try:
-                with warnings.catch_warnings():
-                    # Milvus Lite 2.5 reads its version through pkg_resources, which warns that it is
-                    # deprecated, on every start
-                    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-                    _clients[key] = MilvusClient(settings.uri, **options)
-            except Exception as e:  # pymilvus raises its own and gRPC's errors
-                raise IndexUnavailable(f"cannot reach Milvus at {settings.uri}: {_why(e)}") from e
+            # Milvus Lite's launcher waits 0.5 s for its process, which sometimes opens its socket later
+            # (seen on fresh installs): the client then fails at once, and connecting again finds it
+            deadline = time.monotonic() + (LITE_START_SECONDS if settings.lite else 0.0)
+            while key not in _clients:
+                try:
+                    with warnings.catch_warnings():
+                        # Milvus Lite 2.5 reads its version through pkg_resources, which warns that it is
+                        # deprecated, on every start
+                        warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+                        _clients[key] = MilvusClient(settings.uri, **options)
+                except Exception as e:  # pymilvus raises its own and gRPC's errors
+                    if time.monotonic() >= deadline:
+                        raise IndexUnavailable(f"cannot reach Milvus at {settings.uri}: {_why(e)}") from e
+                    time.sleep(0.5)
         return _clients[key]
 
 

@@ -320,3 +320,21 @@ def test_the_chat_refuses_shared_uploads_into_an_index_in_milvus(lite, monkeypat
     monkeypatch.setenv("RAG_INDEX_URI", lite.uri)
     assert main(["--shared-uploads"]) == 2
     assert "--shared-uploads needs an index of local files" in capsys.readouterr().err
+
+
+def test_milvus_lite_slow_to_open_its_socket_is_waited_for(tmp_path, monkeypatch):
+    # Milvus Lite's launcher returns before its process listens; the client then fails at once
+    import pymilvus
+
+    tries = []
+
+    class SlowStart:
+        def __init__(self, uri, **options):
+            tries.append(uri)
+            if len(tries) < 3:
+                raise pymilvus.MilvusException(message="Fail connecting to server on unix:/tmp/x.sock")
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", SlowStart)
+    settings = MilvusSettings(uri=str(tmp_path / "slow.db"), collection="slow")
+    assert isinstance(milvus.client(settings), SlowStart)
+    assert len(tries) == 3
