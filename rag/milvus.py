@@ -87,7 +87,7 @@ def _pymilvus():
 
 def client(settings: MilvusSettings):
     """One client per server and database per process (Milvus Lite allows one per file)."""
-    MilvusClient = _pymilvus().MilvusClient
+    pymilvus = _pymilvus()
     key = (settings.uri, settings.token, settings.database)
     with _clients_lock:
         if key not in _clients:
@@ -105,9 +105,11 @@ def client(settings: MilvusSettings):
                         # Milvus Lite 2.5 reads its version through pkg_resources, which warns that it is
                         # deprecated, on every start
                         warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-                        _clients[key] = MilvusClient(settings.uri, **options)
+                        _clients[key] = pymilvus.MilvusClient(settings.uri, **options)
                 except Exception as e:  # pymilvus raises its own and gRPC's errors
-                    if time.monotonic() >= deadline:
+                    # a Lite file another program holds, or whose folder is gone, is not waited for
+                    refused = isinstance(e, pymilvus.exceptions.ConnectionConfigException)
+                    if refused or time.monotonic() >= deadline:
                         raise IndexUnavailable(f"cannot reach Milvus at {settings.uri}: {_why(e)}") from e
                     time.sleep(0.5)
         return _clients[key]
@@ -123,30 +125,27 @@ def _why(e: Exception) -> str:
     return str(getattr(e, "message", None) or e).splitlines()[0][:200]
 
 
+def _pack(vectors: np.ndarray, dtype) -> str:
+    return base64.b64encode(np.asarray(vectors, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unpack(packed: Sequence[str], dtype) -> np.ndarray:
+    # a vector is 768 (float16) or 1,536 (float32) bytes, a multiple of 3: its base64 has no padding, so
+    # strings join as they are
+    return np.frombuffer(base64.b64decode("".join(packed)), dtype=dtype).reshape(-1, DIMENSION)
+
+
 def pack_sentences(vectors: np.ndarray) -> tuple[str, list[str]]:
     """A passage's sentence vectors as its row keeps them: float16 in base64, up to
     :data:`SENTENCES_PER_STRING` of them a string; the first string, and the rest."""
     step = SENTENCES_PER_STRING
-    packed = [
-        base64.b64encode(vectors[i : i + step].astype(np.float16).tobytes()).decode("ascii")
-        for i in range(0, len(vectors), step)
-    ]
+    packed = [_pack(vectors[i : i + step], np.float16) for i in range(0, len(vectors), step)]
     return (packed[0] if packed else ""), packed[1:]
 
 
 def pack_vector(vector: np.ndarray) -> str:
     """A passage vector as its row keeps it beside the searchable one: float32 in base64."""
-    return base64.b64encode(vector.astype(np.float32).tobytes()).decode("ascii")
-
-
-def unpack_vectors(packed: Sequence[str]) -> np.ndarray:
-    raw = base64.b64decode("".join(packed))  # a vector is 1,536 bytes: its base64 has no padding
-    return np.frombuffer(raw, dtype=np.float32).reshape(-1, DIMENSION)
-
-
-def unpack_sentences(packed: Sequence[str]) -> np.ndarray:
-    raw = base64.b64decode("".join(packed))  # a vector is 3 x 256 bytes: its base64 has no padding
-    return np.frombuffer(raw, dtype=np.float16).reshape(-1, DIMENSION)
+    return _pack(vector, np.float32)
 
 
 def held_frequencies(row: dict, words) -> tuple[list[str], dict[str, int]]:
@@ -313,7 +312,7 @@ class MilvusIndex:
 
     def passage_vectors(self, rows: Sequence[int]) -> np.ndarray:
         found = self._fields(rows, ("vector",))
-        return unpack_vectors([found[int(i)]["vector"] for i in rows]).copy()
+        return _unpack([found[int(i)]["vector"] for i in rows], np.float32).copy()
 
     def lexical(self, words: list[str], depth: int) -> list[tuple[int, float]]:
         text = search_text(words)
@@ -391,10 +390,8 @@ class MilvusIndex:
         # a full first string: the passage may have more sentences (fetched then, in one request)
         full = [r for r in rows if len(found[int(r)]["sentences"]) == SENTENCES_PER_STRING * PACKED]
         more = self._fields(full, ("more_sentences",)) if full else {}
-        return [
-            unpack_sentences([found[int(r)]["sentences"], *more.get(int(r), {}).get("more_sentences", [])])
-            for r in rows
-        ]
+        rest = {r: more[r]["more_sentences"] for r in map(int, full)}
+        return [_unpack([found[int(r)]["sentences"], *rest.get(int(r), [])], np.float16) for r in rows]
 
     def prefetch(self, rows: Sequence[int], *, multilingual: bool) -> None:
         """Fetch what a build copies of ``rows`` - records, vectors, sentence vectors - in few requests."""

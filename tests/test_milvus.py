@@ -338,3 +338,21 @@ def test_milvus_lite_slow_to_open_its_socket_is_waited_for(tmp_path, monkeypatch
     settings = MilvusSettings(uri=str(tmp_path / "slow.db"), collection="slow")
     assert isinstance(milvus.client(settings), SlowStart)
     assert len(tries) == 3
+
+
+def test_a_milvus_lite_file_that_cannot_be_opened_is_refused_at_once(tmp_path, monkeypatch):
+    # Milvus Lite refuses a file another program holds: nothing would come of waiting
+    import pymilvus
+
+    tries = []
+
+    class Held:
+        def __init__(self, uri, **options):
+            tries.append(uri)
+            raise pymilvus.exceptions.ConnectionConfigException(message="Open local milvus failed")
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", Held)
+    settings = MilvusSettings(uri=str(tmp_path / "held.db"), collection="held")
+    with pytest.raises(rag.errors.IndexUnavailable, match="Open local milvus failed"):
+        milvus.client(settings)
+    assert len(tries) == 1
