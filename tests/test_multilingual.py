@@ -13,8 +13,10 @@ import pytest
 
 import rag
 from rag import dictionary, multilingual
+from rag.answering import answer
 from rag.chunking import chunk_document
 from rag.config import ChunkSettings
+from rag.reader import Reader, Span
 from rag.store import load
 from rag.types import Document
 
@@ -161,7 +163,50 @@ def test_words_the_dictionary_renders_are_searched_for(tmp_path):
     governor = next(i for i, p in enumerate(index.passages) if "governor" in p.text)
     for question in ["港口节上的省长叫什么名字？", "省长是谁？"]:
         assert index.search_multilingual([question], k=1)[0].row == governor, question
-    assert "Maria Lund" in rag.ask("港口节上的省长叫什么名字？", index=index).support
+    assert "Maria Lund" in rag.ask("港口节的省长是谁？", index=index).support
+
+
+class ScriptedReader(Reader):
+    """The shipped reader's calibration, with spans scripted: sure of ``knows`` where a passage holds it,
+    unsure of the passage's first word elsewhere; it counts the passages it is given."""
+
+    def __init__(self, knows: str | None):
+        super().__init__()
+        self.knows, self.passages_read = knows, 0
+
+    def read(self, question, passages, *, top=5):
+        self.passages_read += len(passages)
+        spans = []
+        for i, text in enumerate(passages):
+            if self.knows and self.knows in text:
+                start = text.index(self.knows)
+                spans.append(Span(i, start, start + len(self.knows), score=0.9, no_answer=0.01))
+            else:
+                spans.append(Span(i, 0, text.index(" "), score=1e-4, no_answer=0.99))
+        return spans[:top]
+
+
+@pytest.mark.parametrize(
+    ("knows", "read", "quoted"), [("Maria Lund", 1, "Maria Lund"), ("Lindvik", 2, "port of Lindvik")]
+)
+def test_where_the_reader_is_unsure_of_the_best_passage_it_reads_the_next(tmp_path, knows, read, quoted):
+    index = rag.Index.build(documents=[FESTIVAL], index_dir=tmp_path, progress=False)
+    question = "港口节上的省长叫什么名字？"
+    governor = index.search_multilingual([question], k=2)[0].row  # the passage that names the governor
+    reader = ScriptedReader(knows)
+    reply = answer(question, history=None, k=5, index=index, reader=reader)
+    assert not reply.abstained and reader.passages_read == read  # the next only when unsure of the best
+    assert quoted in reply.support
+    assert (reply.citations[0].text == index.passages[governor].text) == (knows == "Maria Lund")
+
+
+def test_a_question_the_reader_is_unsure_of_in_every_passage_is_declined(tmp_path):
+    index = rag.Index.build(documents=[FESTIVAL], index_dir=tmp_path, progress=False)
+    reader = ScriptedReader(None)
+    reply = answer("港口节上的省长叫什么名字？", history=None, k=5, index=index, reader=reader)
+    assert reply.abstained and reply.text.startswith("文档中没有提到。")
+    assert reader.passages_read == 2 and len(reply.citations) == 2  # offered as related reading
+    assert not re.search(r"\[\d+\]", reply.text)
 
 
 def test_a_reply_in_another_language_stays_within_sixty_words(tmp_path, monkeypatch):
