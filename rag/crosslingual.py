@@ -13,12 +13,12 @@ English; and by a short answer first when the reader is sure of one.
 3. Otherwise the reader reads the question glossed word by word in the documents' English
    (:meth:`rag.Index.gloss`: "火山里在监测什么气体？" -> "what volcano monitor gas?") in the best
    passage, and, when it is unsure of its span there (certainty under UNSURE), in the next READ - 1
-   passages too: the passage that answers is often another of the same article. It declines when no
-   span reaches DECLINE. The sentence holding the surest span is quoted, with the next best sentences
-   of its passage (by their multilingual vectors' nearness to the question) while the quote stays
-   short. The span is the short answer when the reader's certainty reaches the threshold an English
-   answer must reach; the gloss is no English question, so it seldom does. Where the reader finds
-   nothing, the sentences of the best READ passages are ranked by nearness to the question alone.
+   passages too, then in the rest: the passage that answers is often another of the same article. It
+   declines when no span reaches DECLINE. The sentence holding the surest span is quoted, with the next
+   best sentences of its passage (by their multilingual vectors' nearness to the question) while the
+   quote stays short. The span is the short answer when the reader's certainty reaches the threshold
+   an English answer must reach; the gloss is no English question, so it seldom does. Where the reader
+   finds nothing, the sentences of the best READ passages are ranked by nearness to the question alone.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ from .types import Answer
 # articles do not answer stay above it: what declines them is a name no document holds.
 MIN_SIMILARITY = 0.16
 # The reader's certainty (answering.certainty) of its span for a question's gloss: under UNSURE in the
-# best passage, the next passages are read too (the gold passage is often another of the same article);
-# under DECLINE in all of them, it declines. Both were chosen on eval/qa-zh.jsonl and checked on
-# eval/qa-zh-heldout.jsonl (README, "Questions in other languages"); a gloss is no English question, so the
-# English threshold (Reader.threshold) would decline nearly every answerable one.
+# best passage, the next passages are read too, two, then the rest (the gold passage is often another
+# of the same article); under DECLINE in all of them, it declines. Both were chosen on eval/qa-zh.jsonl
+# and checked on eval/qa-zh-heldout.jsonl (README, "Questions in other languages"); a gloss is no English
+# question, so the English threshold (Reader.threshold) would decline nearly every answerable one.
 UNSURE = 0.0
 DECLINE = -2.0
 MAX_WORDS = 50  # the quote's length, in words, at most
@@ -120,11 +120,12 @@ def answer_other(
 
 def _surest(gloss: str, hits: list, index: Index, reader: Reader) -> tuple[Span | None, float]:
     """The reader's best span for ``gloss`` in the best passage, and its certainty; where it is under
-    UNSURE, the surest span of the best READ passages (``span.passage`` is its hit's rank)."""
+    UNSURE, the surest span of the best READ passages, and where it still is, of all of ``hits``
+    (``span.passage`` is its hit's rank)."""
     if not gloss:
         return None, -math.inf
     found = []  # (certainty, span)
-    for first, last in ((0, 1), (1, READ)):
+    for first, last in ((0, 1), (1, READ), (READ, len(hits))):
         passages = [index.passages[h.row].text for h in hits[first:last]]
         for s in reader.read(gloss, passages, top=None):
             s = replace(s, passage=first + s.passage)
