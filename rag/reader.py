@@ -115,7 +115,7 @@ class Reader:
         spans = [
             span
             for row, (p, e) in enumerate(windows)
-            if (span := _best_span(p, e, starts[row], ends[row])) is not None
+            if (span := _best_span(p, e, starts[row], ends[row], passages[p])) is not None
         ]
         spans.sort(key=lambda s: -s.score)
         return spans if top is None else spans[:top]
@@ -134,11 +134,15 @@ class Reader:
         return tok.encode_batch([(question, text) for text in passages])
 
 
-def _best_span(passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarray) -> Span | None:
-    """The most probable span of one window, scored within the window ([CLS] = no answer)."""
+def _best_span(passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarray, text: str) -> Span | None:
+    """The most probable span of one window, scored within the window ([CLS] = no answer). A span never
+    runs from one line of ``text`` into the next: a heading or a paragraph after a line break is no part of
+    the answer before it."""
     context = np.array([s == 1 for s in enc.sequence_ids])
     if not context.any():
         return None
+    breaks = [i for i, c in enumerate(text) if c == "\n"]
+    line = np.searchsorted(breaks, [start for start, _ in enc.offsets])  # each piece's line of text
     allowed = context.copy()
     allowed[0] = True  # [CLS]
     p_start = _softmax(np.where(allowed, start_logits[: len(allowed)], -np.inf))
@@ -149,7 +153,7 @@ def _best_span(passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarr
     best, best_p = None, 0.0
     for s in s_top:
         for e in e_top:
-            if s <= e < s + MAX_ANSWER_PIECES and p_start[s] * p_end[e] > best_p:
+            if s <= e < s + MAX_ANSWER_PIECES and line[s] == line[e] and p_start[s] * p_end[e] > best_p:
                 best, best_p = (s, e), float(p_start[s] * p_end[e])
     if best is None:
         return None

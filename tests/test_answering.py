@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 
 from rag import Document, ask, open_index
@@ -81,6 +82,30 @@ def test_a_question_longer_than_a_window_is_still_read(reader):
 def test_the_reader_reads_nothing_from_nothing(reader):
     assert reader.read("Who?", []) == []
     assert reader.read("   ", [MUSEUM]) == []
+
+
+class ScriptedLogits:
+    """A stand-in for the model: every piece gets a start and an end logit from ``starts`` and ``ends``
+    ({piece id: logit}), the rest a low one."""
+
+    def __init__(self, starts: dict[int, float], ends: dict[int, float]):
+        self.starts, self.ends = starts, ends
+
+    def run(self, outputs, feed):
+        ids = feed["input_ids"]
+        starts = np.vectorize(lambda i: self.starts.get(int(i), -5.0))(ids).astype(np.float32)
+        ends = np.vectorize(lambda i: self.ends.get(int(i), -5.0))(ids).astype(np.float32)
+        return [starts, ends]
+
+
+def test_a_span_never_runs_from_one_line_into_the_next():
+    # a line and the heading after it: the most probable start and end lie either side of the break
+    passage = "The toll was paid at the old bridge.\n\nNorth Gate"
+    reader = Reader()
+    piece = {w: reader._tokenizer.token_to_id(w) for w in ("old", "bridge", "gate")}
+    reader._session = ScriptedLogits({piece["old"]: 9.0}, {piece["gate"]: 9.0, piece["bridge"]: 8.0})
+    best = reader.read("Where was the toll paid?", [passage])[0]
+    assert passage[best.start : best.end] == "old bridge"
 
 
 def test_a_missing_model_is_a_clear_error(tmp_path):
