@@ -12,8 +12,8 @@ English; and by a short answer first when the reader is sure of one.
    the documents hold.
 3. Otherwise the reader reads the question glossed word by word in the documents' English
    (:meth:`rag.Index.gloss`: "火山里在监测什么气体？" -> "what volcano monitor gas?") in the best
-   passage, and, when it is unsure of its span there (certainty under UNSURE), in the next READ - 1
-   passages too, then in the rest: the passage that answers is often another of the same article. It
+   passage, and, when it is unsure of its span there (certainty under UNSURE), in the other passages of
+   its document among the hits: the passage that answers is often another of the same article. It
    declines when no span reaches DECLINE. The sentence holding the surest span is quoted, with the next
    best sentences of its passage (by their multilingual vectors' nearness to the question) while the
    quote stays short. The span is the short answer when the reader's certainty reaches the threshold
@@ -44,10 +44,11 @@ from .types import Answer
 # articles do not answer stay above it: what declines them is a name no document holds.
 MIN_SIMILARITY = 0.16
 # The reader's certainty (answering.certainty) of its span for a question's gloss: under UNSURE in the
-# best passage, the next passages are read too, two, then the rest (the gold passage is often another
-# of the same article); under DECLINE in all of them, it declines. Both were chosen on eval/qa-zh.jsonl
-# and checked on eval/qa-zh-heldout.jsonl (README, "Questions in other languages"); a gloss is no English
-# question, so the English threshold (Reader.threshold) would decline nearly every answerable one.
+# best passage, the next passages of its document are read too, of the next two, then of the rest (the
+# gold passage is often another of the same article); under DECLINE in all of them, it declines. Both
+# were chosen on eval/qa-zh.jsonl and checked on eval/qa-zh-heldout.jsonl (README, "Questions in other
+# languages"); a gloss is no English question, so the English threshold (Reader.threshold) would
+# decline nearly every answerable one.
 UNSURE = 0.0
 DECLINE = -2.0
 MAX_WORDS = 50  # the quote's length, in words, at most
@@ -120,15 +121,17 @@ def answer_other(
 
 def _surest(gloss: str, hits: list, index: Index, reader: Reader) -> tuple[Span | None, float]:
     """The reader's best span for ``gloss`` in the best passage, and its certainty; where it is under
-    UNSURE, the surest span of the best READ passages, and where it still is, of all of ``hits``
-    (``span.passage`` is its hit's rank)."""
+    UNSURE, the surest span of that and the other passages of its document among the best READ, and
+    where it still is, among all of ``hits`` (``span.passage`` is its hit's rank). Only its document's:
+    another article's passage, read from a gloss, could outbid it with a span of the wrong subject."""
     if not gloss:
         return None, -math.inf
+    doc = index.passages[hits[0].row].doc_id
     found = []  # (certainty, span)
     for first, last in ((0, 1), (1, READ), (READ, len(hits))):
-        passages = [index.passages[h.row].text for h in hits[first:last]]
-        for s in reader.read(gloss, passages, top=None):
-            s = replace(s, passage=first + s.passage)
+        ranks = [r for r in range(first, min(last, len(hits))) if index.passages[hits[r].row].doc_id == doc]
+        for s in reader.read(gloss, [index.passages[hits[r].row].text for r in ranks], top=None):
+            s = replace(s, passage=ranks[s.passage])
             found.append((certainty(s, hits[s.passage], reader.calibration), s))
         if found and max(c for c, _ in found) >= UNSURE:
             break

@@ -200,6 +200,17 @@ def test_where_the_reader_is_unsure_of_the_best_passage_it_reads_the_next(tmp_pa
     assert (reply.citations[0].text == index.passages[governor].text) == (knows == "Maria Lund")
 
 
+def test_reading_on_stays_in_the_document_of_the_best_passage(tmp_path):
+    # a sure span in another article's passage is no answer to a question about this one
+    index = rag.Index.build(documents=[FESTIVAL, PLANT], index_dir=tmp_path, progress=False)
+    question = "港口节上的省长叫什么名字？"
+    hits = index.search_multilingual([question], k=5)
+    assert {index.passages[h.row].doc_id for h in hits} == {"festival.txt", "plant.txt"}
+    reader = ScriptedReader("Zhang Weiming")
+    reply = answer(question, history=None, k=5, index=index, reader=reader)
+    assert reply.abstained and reader.passages_read == 2  # the festival's two passages
+
+
 def test_a_question_the_reader_is_unsure_of_in_every_passage_is_declined(tmp_path):
     index = rag.Index.build(documents=[FESTIVAL], index_dir=tmp_path, progress=False)
     reader = ScriptedReader(None)
