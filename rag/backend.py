@@ -14,7 +14,7 @@ search terms (:func:`rag.nlp.terms`), so one question ranks the same passages fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -89,6 +89,10 @@ class Store(Protocol):
 
     def document_frequency(self, term: str) -> int:
         """How many passages hold the search term ``term``."""
+        ...
+
+    def known_terms(self, terms: Iterable[str]) -> set[str]:
+        """Those of ``terms`` that some passage holds (many at once: the spellings near a name)."""
         ...
 
     def passage_sentences(self, rows: Sequence[int]) -> list[np.ndarray]:

@@ -124,6 +124,30 @@ def _stemmer():
 
 def terms(text: str) -> list[str]:
     """Lower-cased, stemmed content words: the unit of lexical matching everywhere."""
+    return _stemmer().stemWords([w for w in _words(text) if w not in STOPWORDS])
+
+
+def _words(text: str) -> list[str]:
     words = [w.lower().replace("’", "'") for w in _WORD.findall(text)]
-    words = [w[:-2] if w.endswith("'s") else w for w in words]
-    return _stemmer().stemWords([w for w in words if w not in STOPWORDS])
+    return [w[:-2] if w.endswith("'s") else w for w in words]
+
+
+MIN_SLIP_LETTERS = 5  # a shorter word one letter away from another is as likely another word
+
+
+def near_terms(word: str) -> set[str]:
+    """The search terms of the spellings one letter away from ``word`` (one letter left out, added,
+    changed, or two swapped), for a word of at least MIN_SLIP_LETTERS letters: "Bismark" -> "bismarck",
+    among many that no document holds. Empty for a shorter word, a number, or several words."""
+    words = _words(word)
+    if len(words) != 1 or len(words[0]) < MIN_SLIP_LETTERS or not words[0].isalpha():
+        return set()
+    w = words[0]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    cuts = [(w[:i], w[i:]) for i in range(len(w) + 1)]
+    near = {a + b[1:] for a, b in cuts if b}
+    near |= {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+    near |= {a + c + b[1:] for a, b in cuts if b for c in letters}
+    near |= {a + c + b for a, b in cuts for c in letters}
+    near.discard(w)
+    return set(_stemmer().stemWords(sorted(near)))

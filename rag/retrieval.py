@@ -23,7 +23,7 @@ from .backend import Store
 from .chunking import Passage
 from .embedding import embed_query
 from .multilingual import Gloss, Match
-from .nlp import terms
+from .nlp import near_terms, terms
 from .store import DocumentInfo
 from .types import Citation
 
@@ -214,8 +214,15 @@ class Index:
         return [known[p] for p in pieces]
 
     def knows(self, word: str) -> bool:
-        """Whether every search term of ``word`` is in some passage (a name no document holds is not)."""
-        return all(self._stored.document_frequency(t) > 0 for t in terms(word))
+        """Whether every search term of ``word`` is in some passage (a name no document holds is not),
+        or, for a word misspelt, a spelling one letter away ("Bismark" for "Bismarck"; in "Merceds-Benz",
+        each part)."""
+        store = self._stored
+        return all(
+            all(store.document_frequency(t) > 0 for t in terms(part))
+            or bool(store.known_terms(near_terms(part)))
+            for part in word.split("-")
+        )
 
     def search(self, query: str, *, k: int = 5, query_vector: np.ndarray | None = None) -> list[Hit]:
         if not self._passages:

@@ -31,7 +31,7 @@ import logging
 import mmap
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -222,6 +222,9 @@ class StoredIndex:
         scores = self.bm25.get_scores(list(known))
         self._cache["bm25"] = (known, scores)
         return scores
+
+    def known_terms(self, terms: Iterable[str]) -> set[str]:
+        return {t for t in terms if self.document_frequency(t) > 0}
 
     def document_frequency(self, term: str) -> int:
         col = self.bm25.vocab_dict.get(term) if self.bm25 is not None else None

@@ -86,6 +86,7 @@ def test_milvus_ranks_and_answers_as_the_folder_index(tmp_path, tiny_docs, lite)
         assert a.text == b.text and a.citations == b.citations
     # a name no passage holds is known to neither
     assert held.knows("sourdough") and not held.knows("Zanzibar")
+    assert held.knows("Sourdugh") and not held.knows("Sxurdugh")  # one slip of spelling, and two
 
 
 def test_a_passage_of_many_sentences_keeps_every_sentence_vector(tmp_path, lite):
@@ -265,6 +266,7 @@ def test_both_backends_keep_the_store_contract(tmp_path, tiny_docs, lite):
             )
             assert top and all(s > 0 for s in top.values())
         assert [store.document_frequency(t) for t in ("bakeri", "train", "zanzibar")] == [1, 1, 0]
+        assert store.known_terms(["bakeri", "zanzibar", "train", "bakerri"]) == {"bakeri", "train"}
     assert held.passage_vectors(rows[::-1]) == pytest.approx(folder.passage_vectors(rows[::-1]), abs=1e-6)
     for a, b in zip(held.passage_sentences(rows), folder.passage_sentences(rows), strict=True):
         assert a == pytest.approx(b.astype("float32"), abs=1e-6)

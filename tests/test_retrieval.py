@@ -121,6 +121,19 @@ def test_query_with_no_known_word_still_ranks_by_meaning(tiny_index, fusion):
     assert tiny_index[fusion].passages[hits[0].row].doc_id == "volcano.txt"
 
 
+def test_a_name_misspelt_by_one_letter_is_known_and_one_no_document_holds_is_not(tiny_index_dir):
+    index = rag.Index.open(tiny_index_dir)
+    assert index.knows("Ashford") and not index.knows("Zanzibar")
+    # one letter swapped, added, left out, changed; in a hyphenated name, each part on its own
+    for slip in ("Ashfrod", "Kelbyy", "Vaiduct", "Glen-Valey", "Crossants", "Sourdoigh"):
+        assert index.knows(slip), slip
+    # two slips, or a short word (one letter from many others), is another name
+    for other in ("Ashfxrx", "Kelbxyz", "Kelb", "Glen-Vxlxy"):
+        assert not index.knows(other), other
+    answer = rag.ask("Which viaduct do trains cross between Ashfrod and Zanzibar?", index=index)
+    assert answer.abstained and answer.reason == "They never mention Zanzibar."
+
+
 def test_unknown_fusion_is_refused(tiny_index_dir):
     with pytest.raises(ValueError, match="fusion"):
         rag.Index.open(tiny_index_dir, fusion="max")
