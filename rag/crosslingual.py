@@ -124,20 +124,16 @@ def _surest(gloss: str, hits: list, index: Index, reader: Reader) -> tuple[Span 
     UNSURE, the surest span of that and the other passages of its document among the best READ, and
     where it still is, among all of ``hits`` (``span.passage`` is its hit's rank). Only its document's:
     another article's passage, read from a gloss, could outbid it with a span of the wrong subject."""
-    if not gloss:
-        return None, -math.inf
-    doc = index.passages[hits[0].row].doc_id
+    passages = [index.passages[h.row] for h in hits]  # each parsed once
     found = []  # (certainty, span)
     for first, last in ((0, 1), (1, READ), (READ, len(hits))):
-        ranks = [r for r in range(first, min(last, len(hits))) if index.passages[hits[r].row].doc_id == doc]
-        for s in reader.read(gloss, [index.passages[hits[r].row].text for r in ranks], top=None):
+        ranks = [r for r in range(first, min(last, len(hits))) if passages[r].doc_id == passages[0].doc_id]
+        for s in reader.read(gloss, [passages[r].text for r in ranks], top=None):  # none for no gloss
             s = replace(s, passage=ranks[s.passage])
             found.append((certainty(s, hits[s.passage], reader.calibration), s))
         if found and max(c for c, _ in found) >= UNSURE:
             break
-    if not found:
-        return None, -math.inf
-    sure, span = max(found, key=lambda f: f[0])
+    sure, span = max(found, key=lambda f: f[0], default=(-math.inf, None))
     return span, sure
 
 

@@ -376,28 +376,28 @@ class MilvusIndex:
         return [found[int(i)] for i in rows]
 
     def document_frequency(self, term: str) -> int:
-        """The number of passages that hold ``term``: as a search brought it back (see
-        :meth:`_note_frequencies`), else asked of Milvus, and kept (the terms asked about are a small part
-        of the vocabulary)."""
-        term = term.replace("'", "")
-        df = self._df.get(term)
-        if df is None:
-            found = self._client.get(self.collection + "_k", ids=[f"df/{term}"], output_fields=["number"])
-            df = self._df[term] = int(found[0]["number"]) if found else 0
-        return df
+        return self._frequencies([term])[term.replace("'", "")]
 
     def known_terms(self, terms: Iterable[str]) -> set[str]:
-        """As :meth:`document_frequency`, for many terms in few requests."""
-        terms = {t.replace("'", "") for t in terms}
-        want = sorted(terms - self._df.keys())
+        terms = list(terms)
+        freq = self._frequencies(terms)
+        return {t for t in terms if freq[t.replace("'", "")] > 0}
+
+    def _frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """The number of passages that hold each of ``terms``: as a search brought it back (see
+        :meth:`_note_frequencies`), else asked of Milvus (KNOWN_TERMS_PER_REQUEST in one request), and
+        kept (the terms asked about are a small part of the vocabulary)."""
+        freq = {t: self._df.get(t) for t in {t.replace("'", "") for t in terms}}
+        want = sorted(t for t, df in freq.items() if df is None)
         for i in range(0, len(want), KNOWN_TERMS_PER_REQUEST):
             part = want[i : i + KNOWN_TERMS_PER_REQUEST]
-            found = self._client.get(
-                self.collection + "_k", ids=[f"df/{t}" for t in part], output_fields=["number"]
-            )
-            self._df.update(dict.fromkeys(part, 0))
-            self._df.update({r["key"][len("df/") :]: int(r["number"]) for r in found})
-        return {t for t in terms if self._df.get(t, 0) > 0}
+            got = dict.fromkeys(part, 0)
+            ids = [f"df/{t}" for t in part]
+            for r in self._client.get(self.collection + "_k", ids=ids, output_fields=["number"]):
+                got[r["key"][len("df/") :]] = int(r["number"])
+            freq.update(got)
+            self._df.update(got)
+        return freq
 
     def passage_sentences(self, rows: Sequence[int]) -> list[np.ndarray]:
         found = self._fields(rows, ("sentences",))
