@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,6 +14,14 @@ from functools import lru_cache
 _lock = threading.Lock()
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+# How text is cut into search terms. An index records it (its BM25 words are these terms), and one built
+# with another is rebuilt: bump it whenever terms() gives other terms (2: letters lose their accents).
+TERMS_VERSION = 2
+# Latin letters that lose no accent under NFKD but are written without one in plain ASCII
+_UNACCENTED = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "Th"}
+    | dict(zip("øØłŁđĐðÐı", "oOlLdDdDi", strict=True))
+)
 
 # Function words that carry no topic: kept out of lexical matching.
 STOPWORDS = frozenset(
@@ -128,8 +137,17 @@ def terms(text: str) -> list[str]:
 
 
 def _words(text: str) -> list[str]:
-    words = [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    words = [w.lower().replace("’", "'") for w in _WORD.findall(unaccented(text))]
     return [w[:-2] if w.endswith("'s") else w for w in words]
+
+
+def unaccented(text: str) -> str:
+    """``text`` with its Latin letters' accents dropped ("Müntzer" -> "Muntzer", "Maizière" -> "Maiziere",
+    "Straße" -> "Strasse"), so that a name typed either way is one search term; other scripts unchanged."""
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKD", text.translate(_UNACCENTED))
+    return "".join(c for c in text if not unicodedata.combining(c))
 
 
 MIN_SLIP_LETTERS = 5  # a shorter word one letter away from another is as likely another word

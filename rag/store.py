@@ -6,9 +6,9 @@ Layout of an index directory (all transparent formats, no pickle)::
                                it, unless the folder is new or empty
     CURRENT                    name of the generation in use (replaced atomically)
     LOCK                       held by the one build writing here (readers never take it nor wait)
-    gen-<id>/manifest.json     format version, model, dimension, chunker settings, reading version,
-                               vector index kind, the size and sha256 of every other file of the
-                               generation (checked on load);
+    gen-<id>/manifest.json     format version, model, dimension, chunker settings, reading and
+                               terms versions, vector index kind, the size and sha256 of every
+                               other file of the generation (checked on load);
                                per document: sha256, size and mtime, title, date, pages, its chunk range;
                                per file skipped as unreadable: size, mtime and why (not read again
                                until it changes)
@@ -49,7 +49,7 @@ from .errors import (
     IndexNotFound,
 )
 from .multilingual import Match
-from .nlp import Sentence
+from .nlp import TERMS_VERSION, Sentence
 
 log = logging.getLogger("rag")
 
@@ -68,6 +68,7 @@ def expected_settings(chunk: ChunkSettings) -> dict:
         "dimension": DIMENSION,
         "chunker": asdict(chunk),
         "reading": READING_VERSION,
+        "terms": TERMS_VERSION,
     }
 
 

@@ -134,6 +134,26 @@ def test_a_name_misspelt_by_one_letter_is_known_and_one_no_document_holds_is_not
     assert answer.abstained and answer.reason == "They never mention Zanzibar."
 
 
+def test_a_name_typed_with_or_without_its_accents_is_one_name(tmp_path):
+    source = tmp_path / "docs"
+    source.mkdir()
+    (source / "reformation.txt").write_text(
+        "The Peasants' War\n\nThomas Müntzer preached in Mühlhausen before the battle of Frankenhausen.\n",
+        encoding="utf-8",
+    )
+    (source / "havana.txt").write_text(
+        "Old Havana\n\nThe statue of Jose Marti stands in Parque Central, near the Gran Teatro.\n",
+        encoding="utf-8",
+    )
+    index = rag.open_index(source=source, index_dir=tmp_path / "index", progress=False)
+    # written with accents in one place and without in the other, both ways round
+    for typed, held in (("Muntzer", "reformation.txt"), ("Martí", "havana.txt")):
+        assert index.knows(typed), typed
+        assert index.passages[index.search(typed, k=1)[0].row].doc_id == held
+    answer = rag.ask("Where did Muntzer preach?", index=index)
+    assert not (answer.abstained and "never mention" in (answer.reason or ""))
+
+
 def test_unknown_fusion_is_refused(tiny_index_dir):
     with pytest.raises(ValueError, match="fusion"):
         rag.Index.open(tiny_index_dir, fusion="max")

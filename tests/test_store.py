@@ -224,6 +224,7 @@ def test_other_chunker_settings_mismatch_on_load_and_rebuild_on_open(tmp_path, t
         ("model", "another/model"),
         ("dimension", 768),
         ("reading", store.READING_VERSION - 1),
+        ("terms", store.TERMS_VERSION - 1),
     ],
 )
 def test_manifest_of_another_format_or_model_is_a_mismatch(tiny_copy, key, value):
