@@ -31,7 +31,8 @@ MIN_CONFIDENCE = 0.9
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _CJK_OR_KANA = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _LATIN_OR_NUMBER = re.compile(r"[A-Za-z][A-Za-z'’&-]*|\d[\d,.]*\d|\d")
-_WORD = re.compile(r"[A-Za-z][A-Za-z-]{2,29}")  # an English word of the documents' vocabulary
+MIN_VECTOR_LETTERS = 3  # a word of the documents' with a multilingual vector has at least this many letters
+_WORD = re.compile(rf"[A-Za-z][A-Za-z-]{{{MIN_VECTOR_LETTERS - 1},29}}")  # such a word
 GRAM_SIZES = (2, 3, 4)  # Chinese or Japanese characters looked up as one word (encoder and dictionary)
 # a piece of a question stands for the document word whose vector is at least this near (on
 # eval/qa-zh.jsonl, 0.5, 0.6 and 0.7 all raised the right passage first from 53% to 68-73%; 0.6 is kept)
@@ -116,7 +117,7 @@ def lexical_query(text: str) -> str:
         from pypinyin import lazy_pinyin
 
         for run in runs:
-            syllables = lazy_pinyin(run)
+            syllables = [_as_written(s) for s in lazy_pinyin(run)]
             for n in (2, 3):
                 for i in range(len(syllables) - n + 1):
                     # and the other readings of its characters (the traditional "長春" reads "zhangchun"
@@ -324,13 +325,20 @@ def named(pieces: list[str], matches: list[Match], known: Callable[[list[str]], 
 
 def _pinyin_names(pieces: list[str], known: Callable[[list[str]], set[str]]) -> list[str | None]:
     """For each piece, the name its pinyin spells in the documents ("长春" -> "changchun"; "张志军" ->
-    "zhang zhijun", a surname of one syllable and a given name of two), else None. A character with
-    several readings is tried in each (the traditional "長春" reads "zhangchun" first)."""
+    "zhang zhijun", "胡玉亭" -> "hu yuting": a surname of one syllable and a given name of two), else
+    None. A character with several readings is tried in each (the traditional "長春" reads "zhangchun"
+    first)."""
     spelled = []  # per piece: the spellings it may be, each a list of words
     for piece in pieces:
         readings = _readings(piece) if 2 <= len(piece) <= 3 and _CJK.fullmatch(piece) else []
         spelled.append(
-            [["".join(r)] if len(r) == 2 else [r[0], "".join(r[1:])] for r in readings]  # surname, name
+            [
+                ["".join(r)] if len(r) == 2 else [r[0], "".join(r[1:])]  # surname, name
+                for i, r in enumerate(readings)
+                # a surname too short to have a vector, in its character's likely reading only: the rare
+                # "hu" of "和" would make "和长春" ("and Changchun") the name "hu changchun"
+                if i == 0 or len(r) == 2 or len(r[0]) >= MIN_VECTOR_LETTERS
+            ]
         )
     wanted = sorted({w for options in spelled for words in options for w in words})
     held = known(wanted) if wanted else set()
@@ -346,14 +354,19 @@ def _readings(piece: str) -> tuple[tuple[str, ...], ...]:
     of characters with several (two readings a character at most, four spellings in all)."""
     from pypinyin import Style, lazy_pinyin, pinyin
 
-    first = tuple(lazy_pinyin(piece))
-    per_character = pinyin(piece, style=Style.NORMAL, heteronym=True)
+    first = tuple(_as_written(s) for s in lazy_pinyin(piece))
+    per_character = [[_as_written(s) for s in c] for c in pinyin(piece, style=Style.NORMAL, heteronym=True)]
     if len(per_character) != len(first):
         return (first,)
     spellings: list[tuple[str, ...]] = [()]
     for likely, others in zip(first, per_character, strict=True):
         spellings = [(*s, o) for s in spellings for o in list(dict.fromkeys([likely, *others]))[:2]]
     return tuple(dict.fromkeys([first, *spellings]))[:4]
+
+
+def _as_written(syllable: str) -> str:
+    """A pinyin syllable as names are written in English: its ü (pypinyin's "v") as u (吕, "lv" -> "lu")."""
+    return syllable.replace("v", "u")
 
 
 def latin_names(text: str) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 from .backend import Store
 from .chunking import Passage
 from .embedding import embed_query
-from .multilingual import Gloss, Match
+from .multilingual import MIN_VECTOR_LETTERS, Gloss, Match
 from .nlp import near_terms, terms
 from .store import DocumentInfo
 from .types import Citation
@@ -189,11 +189,15 @@ class Index:
         return multilingual.gloss(question, self._word_matches, self._known_words)
 
     def _known_words(self, words: list[str]) -> set[str]:
-        """Those of ``words`` that are words of the documents' (their multilingual vectors are kept),
-        remembered: the pinyin of a question's pieces is looked up for its retrieval and for its gloss."""
+        """Those of ``words`` that are words of the documents' (their multilingual vectors are kept, or,
+        for a word too short to have one, a search term is), remembered: the pinyin of a question's pieces
+        is looked up for its retrieval and for its gloss."""
         held = self._held_words
         todo = [w for w in words if w not in held]
         found = set(self._stored.known_word_vectors(todo)) if todo else set()
+        # words of under three letters have no multilingual vector ("hu" of "胡玉亭", "hu yuting"): those the
+        # passages hold as search terms are words of theirs
+        found |= self._stored.known_terms([w for w in todo if len(w) < MIN_VECTOR_LETTERS])
         if len(held) + len(todo) > MAX_KEPT_MATCHES:
             held.clear()
         held.update((w, w in found) for w in todo)

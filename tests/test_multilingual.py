@@ -166,6 +166,21 @@ def test_words_the_dictionary_renders_are_searched_for(tmp_path):
     assert "Maria Lund" in rag.ask("港口节的省长是谁？", index=index).support
 
 
+def test_a_chinese_name_with_a_two_letter_surname_is_that_name(tmp_path):
+    text = (
+        "Governor's Visit\n\nHu Yuting, governor of the province, opened the fair in Changchun on Monday.\n\n"
+        "Xu Liuping, president of the carmaker, showed the new models. Lu Lehui, a chemist, met them.\n"
+    )
+    doc = Document("visit.txt", "Governor's Visit", None, text)
+    index = rag.Index.build(documents=[doc], index_dir=tmp_path, progress=False)
+    # "hu" and "xu" are too short for a multilingual vector: they are found among the search terms
+    assert index.gloss("胡玉亭是谁？").names == ("hu yuting",)
+    assert "xu liuping" in index.gloss("徐留平展示了什么？").text
+    assert index.gloss("吕乐辉是谁？").names == ("lu lehui",)  # 吕 is Lü in pinyin, Lu in English
+    # but only in a character's likely reading: 和 is "he" ("and") here, not the rare "hu"
+    assert set(index.gloss("徐留平和长春").names) == {"xu liuping", "changchun"}
+
+
 class ScriptedReader(Reader):
     """The shipped reader's calibration, with spans scripted: sure of ``knows`` where a passage holds it,
     unsure of the passage's first word elsewhere; it counts the passages it is given."""
