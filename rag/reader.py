@@ -112,10 +112,11 @@ class Reader:
                 windows.extend((p, e) for e in (enc, *enc.overflowing))
             feed = bert_onnx.batch([e for _, e in windows])
             starts, ends = session.run(["start_logits", "end_logits"], feed)
+        breaks = [[i for i, c in enumerate(text) if c == "\n"] for text in passages]  # once per passage
         spans = [
             span
             for row, (p, e) in enumerate(windows)
-            if (span := _best_span(p, e, starts[row], ends[row], passages[p])) is not None
+            if (span := _best_span(p, e, starts[row], ends[row], breaks[p])) is not None
         ]
         spans.sort(key=lambda s: -s.score)
         return spans if top is None else spans[:top]
@@ -134,14 +135,15 @@ class Reader:
         return tok.encode_batch([(question, text) for text in passages])
 
 
-def _best_span(passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarray, text: str) -> Span | None:
+def _best_span(
+    passage: int, enc, start_logits: np.ndarray, end_logits: np.ndarray, breaks: list[int]
+) -> Span | None:
     """The most probable span of one window, scored within the window ([CLS] = no answer). A span never
-    runs from one line of ``text`` into the next: a heading or a paragraph after a line break is no part of
-    the answer before it."""
+    runs from one line of its passage into the next (``breaks``: the offsets of the passage's line breaks):
+    a heading or a paragraph after a line break is no part of the answer before it."""
     context = np.array([s == 1 for s in enc.sequence_ids])
     if not context.any():
         return None
-    breaks = [i for i, c in enumerate(text) if c == "\n"]
     line = np.searchsorted(breaks, [start for start, _ in enc.offsets])  # each piece's line of text
     allowed = context.copy()
     allowed[0] = True  # [CLS]
